@@ -1,0 +1,40 @@
+"""Search algorithms behind one interface, and the registry that builds one for a task."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from hpo_core.algorithms.base import Decision, Scheduler, Searcher, Suggestion, TrialView
+from hpo_core.algorithms.random_search import RandomSearcher
+from hpo_core.algorithms.tpe import TPESearcher
+from hpo_core.errors import SpecError
+from hpo_core.spec import TaskSpec
+
+__all__ = ["Decision", "Scheduler", "Searcher", "Suggestion", "TrialView", "RandomSearcher", "TPESearcher",
+           "BUILTIN_SEARCHERS", "create_searcher"]
+
+#: Built-in searchers by canonical algorithm name (see hpo_core.spec.BUILTIN_ALGORITHMS).
+BUILTIN_SEARCHERS: dict[str, Callable[[TaskSpec], Searcher]] = {
+    "Random": RandomSearcher,
+    "Tpe": TPESearcher,
+}
+
+
+def create_searcher(spec: TaskSpec, plugin_factory: Callable[[TaskSpec], Searcher] | None = None) -> Searcher:
+    """Build the searcher that ``spec.algorithm`` names.
+
+    Args:
+        spec: the validated task definition.
+        plugin_factory: builds a searcher for a name that is not built in (a user plugin); without it such a
+            name is rejected.
+
+    Raises:
+        SpecError: an unknown algorithm or invalid ``algoParams``.
+    """
+    factory = BUILTIN_SEARCHERS.get(spec.algorithm)
+    if factory is not None:
+        return factory(spec)
+    if plugin_factory is not None:
+        return plugin_factory(spec)
+    raise SpecError("algoDef.algorithm", "is not a known algorithm", spec.algorithm,
+                    f"use one of {sorted(BUILTIN_SEARCHERS)} or install a plugin of that name")
