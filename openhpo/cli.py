@@ -1,0 +1,220 @@
+"""The ``openhpo`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hpo_core.errors import OpenHPOError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _print_results(status: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    table = Table(title=f"{status['hpoName']}: {status['state']}", show_lines=False)
+    for column in ("trial", "hyperparameters", "metric", "state", "duration (s)"):
+        table.add_column(column, overflow="fold")
+    for exp in status["experiments"]:
+        metric = "-" if exp["metricVal"] == 9999.99 and exp["state"] != "FINISHED" else f"{exp['metricVal']:.6g}"
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in exp["values"].items())
+        state = exp["state"]
+        if exp.get("reason") and state != "FINISHED":
+            state += f" ({exp['reason'].splitlines()[0][:60]})"
+        table.add_row(str(exp["id"]), params, metric, state, f"{exp.get('duration', 0):.1f}")
+    out.print(table)
+    if status.get("reason"):
+        out.print(f"task ended: {status['reason']}")
+    best = status.get("best")
+    if best:
+        objective = status["algoDef"].get("objectiveMetric", "metric")
+        out.print(f"best trial {best['id']}: {objective} = {best['metricVal']:.6g}")
+        out.print("best hyperparameters: " + json.dumps(best["values"]))
+    else:
+        out.print("no trial produced a result")
+
+
+def watch(store, name: str, quiet: bool = False, poll: float = 0.5) -> dict[str, Any]:
+    """Show a progress bar until the task ends; returns its final status."""
+    from openhpo.status import task_status
+
+    status = task_status(store, name)
+    total = status["algoDef"].get("maxJobNum", -1)
+    total = int(total) if isinstance(total, (int, str)) and str(total).lstrip("-").isdigit() else -1
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[best]}"), console=console, disable=quiet, transient=False) as progress:
+        bar = progress.add_task(name, total=total if total > 0 else None, best="")
+        while True:
+            status = task_status(store, name)
+            best = status.get("best")
+            best_text = f"best {best['metricVal']:.5g} (trial {best['id']})" if best else ""
+            progress.update(bar, completed=status["complete"], best=f"running {status['running']}  {best_text}")
+            if status["state"] in ("FINISHED", "FAILED", "STOPPED"):
+                return status
+            time.sleep(poll)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from broker.logs import configure_logging
+    from broker.store import RedisStore
+    from openhpo.local import LocalCluster, default_worker_count
+    from openhpo.submission import current_user, load_spec_file, submit
+    from workers.code import pack_directory
+
+    configure_logging("console", args.log_level)
+    spec_path = Path(args.spec)
+    body = load_spec_file(spec_path)
+    from hpo_core.spec import TaskSpec
+
+    TaskSpec.parse(body)  # reject a bad definition before anything starts
+    code_dir = Path(args.code) if args.code else spec_path.resolve().parent
+    if not code_dir.is_dir():
+        raise OpenHPOError(f"--code {code_dir}: not a directory; give the directory holding the training script")
+    code = pack_directory(code_dir)
+
+    if args.broker:
+        store = RedisStore.from_url(args.broker, args.prefix)
+        name = submit(store, body, code, current_user())
+        console.print(f"submitted {name} to {args.broker}")
+        status = watch(store, name, quiet=args.json)
+        _print_results(status, args.json)
+        return 0 if status["state"] == "FINISHED" else 1
+
+    workers = args.workers or default_worker_count()
+    cluster = LocalCluster(workers=workers, work_dir=Path(args.work_dir), key_prefix=args.prefix,
+                           log_level=args.log_level)
+    interrupted = threading.Event()
+    name = None
+
+    def on_interrupt(_signum, _frame):
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with cluster:
+            console.print(f"local cluster: Redis {cluster.redis_url}, {workers} worker processes")
+            name = submit(cluster.store, body, code, current_user())
+            try:
+                status = watch(cluster.store, name, quiet=args.json)
+            except KeyboardInterrupt:
+                console.print("interrupted: stopping the task and shutting down")
+                cluster.store.request_stop(name, force=True)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    from openhpo.status import task_status
+
+                    status = task_status(cluster.store, name)
+                    if status["state"] in ("FINISHED", "FAILED", "STOPPED") and status["running"] == 0:
+                        break
+                    time.sleep(0.2)
+                _print_results(status, args.json)
+                return 130
+            _print_results(status, args.json)
+            return 0 if status["state"] == "FINISHED" else 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from broker.app import create_app
+    from broker.coordinator import Coordinator
+    from broker.logs import configure_logging
+    from broker.settings import get_settings
+    from broker.store import RedisStore
+
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+    plugin_factory = None
+    try:
+        from hpo_core.algorithms.plugin import load_plugin_factory
+
+        plugin_factory = load_plugin_factory(os.environ.get("OPENHPO_PLUGIN_DIR", ".openhpo/plugins"))
+    except ImportError:
+        pass
+    coordinator = Coordinator(store, create_app(settings), settings, plugin_factory=plugin_factory)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    coordinator.run_forever(stop)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from broker.settings import get_settings
+
+    settings = get_settings()
+    concurrency = args.concurrency
+    if concurrency is None:
+        from openhpo.local import default_worker_count
+
+        concurrency = default_worker_count()
+    argv = ["worker", "--pool", "prefork", "--concurrency", str(concurrency), "-Q", settings.queue,
+            "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"]
+    if args.hostname:
+        argv += ["-n", args.hostname]
+    from workers.tasks import app
+
+    app.worker_main(argv)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openhpo", description="Distributed hyperparameter optimization for "
+                                     "PyTorch training scripts (WMLA HPO compatible).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a search on this machine (embedded Redis and local workers) or on "
+                         "--broker", description="Run a whole search locally and print the best hyperparameters.")
+    run.add_argument("spec", help="JSON task definition (WMLA body: modelSpec, algoDef, hyperParams)")
+    run.add_argument("--code", help="directory holding the training script (default: the spec file's directory)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="worker processes (default: number of GPUs, else CPU cores)")
+    run.add_argument("--broker", help="submit to a running deployment's Redis (redis://HOST:PORT/DB) instead")
+    run.add_argument("--prefix", default="openhpo", help="Redis key prefix (default: openhpo)")
+    run.add_argument("--work-dir", default=".openhpo/work", help="where trial directories go "
+                     "(default: .openhpo/work)")
+    run.add_argument("--json", action="store_true", help="print the final status as JSON, without a progress bar")
+    run.add_argument("--log-level", default="WARNING", help="log level of the services (default: WARNING)")
+    run.set_defaults(func=cmd_run)
+
+    coord = sub.add_parser("coordinator", help="run the coordinator service (settings from OPENHPO_* variables)")
+    coord.set_defaults(func=cmd_coordinator)
+
+    worker = sub.add_parser("worker", help="run a Celery worker with openhpo's app and options")
+    worker.add_argument("--concurrency", type=int, default=None, help="trial slots (default: GPUs, else CPU cores)")
+    worker.add_argument("--loglevel", default="INFO", help="Celery log level (default: INFO)")
+    worker.add_argument("-n", "--hostname", default=None, help="Celery node name, e.g. gpu1@%%h")
+    worker.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except OpenHPOError as exc:
+        console.print(f"error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Submitting a task to the store: validation, naming, code upload."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from broker.store import RedisStore
+from hpo_core.errors import SpecError
+from hpo_core.spec import TaskSpec, check_name
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
+def generate_name(creator: str) -> str:
+    """A WMLA-style task name, ``<user>-hpo-<digits>``; the user part is reduced to the safe alphabet."""
+    safe = "".join(c for c in creator if c.isalnum() or c in "_.-").lstrip("_.-") or "user"
+    return f"{safe[:64]}-hpo-{int(time.time() * 1000)}{secrets.randbelow(1000):03d}"
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    """Read a task definition from a JSON file.
+
+    Raises:
+        SpecError: the file is missing or not valid JSON.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError(str(path), f"cannot be read ({exc.strerror})", fix="give the path of a JSON task "
+                        "definition") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(str(path), f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                        fix="fix the JSON syntax") from None
+    return body
+
+
+def submit(store: RedisStore, body: dict[str, Any], code: bytes | None, creator: str) -> str:
+    """Validate ``body``, store the code archive and create the task; returns the task name.
+
+    Raises:
+        SpecError: the definition is invalid (nothing is stored).
+        TaskExistsError: ``hpoName`` is taken.
+    """
+    spec = TaskSpec.parse(body)
+    if spec.model.main and code is None:
+        raise SpecError("file", "is missing: --model-main names a script but no code was uploaded",
+                        fix="upload the model directory as a tar.gz, or use a plain command line")
+    name = spec.name or generate_name(creator)
+    check_name(name)
+    digest = store.put_code(code) if code is not None else None
+    stored = dict(body)
+    stored["hpoName"] = name
+    store.create_task(name, stored, creator, digest)
+    return name

@@ -1,0 +1,318 @@
+"""Running one trial attempt: working directory, ``config.json``, environment, subprocess, logs and metrics.
+
+The attempt's directory is ``<work_dir>/<task>/<trial>/attempt-<n>`` and is the trial's ``RESULT_DIR``::
+
+    _submitted_code/<model dir>/   a fresh copy of the uploaded code, with config.json; the script's cwd
+    log/stdout                     the script's standard output and error
+    model/                         MODEL_DIR, for saved models
+    val_dict_list.json             written by the script
+
+While the script runs, a heartbeat renews the attempt's lease every ``heartbeat_interval`` seconds and publishes
+the entries of ``val_dict_list.json`` written so far. The heartbeat also carries stop requests: on a stop, or when
+the lease is lost to a newer attempt, the script's whole process group is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from broker.settings import Settings
+from broker.store import RedisStore
+from hpo_core.records import TrialState
+from hpo_core.spec import TaskSpec
+from workers import metrics as metrics_mod
+from workers.code import ArchiveError, cached_code_dir, model_root
+
+log = structlog.get_logger("openhpo.worker")
+
+#: Seconds between SIGTERM and SIGKILL when a trial's process group is stopped.
+KILL_GRACE_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the worker process dies, so no trial outlives a killed worker."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the lease still re-queues the trial
+        pass
+
+
+def kill_group(process: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
+    """Terminate the process group of ``process``, then kill it after ``grace`` seconds."""
+    if process.poll() is not None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # reap children the script left behind
+        except (ProcessLookupError, PermissionError):
+            pass
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Outcome:
+    state: TrialState
+    metric: float | None = None
+    metrics: dict[str, Any] | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    steps: list[dict[str, Any]] | None = None
+
+
+class TrialRunner:
+    """Runs trial attempts for one worker process.
+
+    Args:
+        store: the Redis store.
+        settings: work directory, heartbeat and lease timing, archive limits.
+        gpus: device indices this runner may give the trial (``CUDA_VISIBLE_DEVICES``); ``None`` on CPU.
+    """
+
+    def __init__(self, store: RedisStore, settings: Settings, gpus: list[int] | None = None):
+        self.store = store
+        self.settings = settings
+        self.gpus = gpus
+        self.worker = worker_id()
+        self._specs: dict[tuple[str, float], TaskSpec] = {}
+
+    def _spec(self, name: str) -> tuple[TaskSpec, str | None]:
+        task = self.store.get_task(name)
+        key = (name, task.created)
+        if key not in self._specs:
+            self._specs[key] = TaskSpec.parse(task.spec)
+        return self._specs[key], task.code
+
+    def run(self, task: str, trial_id: int, attempt: int) -> str:
+        """Run one attempt if it is still current; returns what happened (``"ok"`` or why it was skipped).
+
+        Idempotent: a redelivered message whose attempt has ended, or is held by a live worker, does nothing.
+        """
+        bound = log.bind(task=task, trial=trial_id, attempt=attempt, worker=self.worker)
+        attempt_dir = Path(self.settings.work_dir).resolve() / task / str(trial_id) / f"attempt-{attempt}"
+        claimed = self.store.claim(task, trial_id, attempt, self.worker, self.settings.lease_ttl, str(attempt_dir))
+        if claimed != "ok":
+            bound.info("trial attempt skipped", reason=claimed)
+            return claimed
+        bound.info("trial started")
+        try:
+            outcome = self._run_claimed(task, trial_id, attempt, attempt_dir, bound)
+        except Exception as exc:  # a fault of ours must not leave the trial RUNNING
+            bound.error("trial attempt crashed in the worker", exc_info=True)
+            outcome = Outcome(TrialState.FAILED, reason=f"worker error: {type(exc).__name__}: {exc}")
+        if outcome is None:
+            return "lost"
+        written = self.store.finish(task, trial_id, attempt, outcome.state, metric=outcome.metric,
+                                    metrics=outcome.metrics, reason=outcome.reason, exit_code=outcome.exit_code,
+                                    steps=outcome.steps)
+        if outcome.state is TrialState.FAILED:
+            bound.warning("trial failed", reason=outcome.reason, exit_code=outcome.exit_code, recorded=written)
+        else:
+            bound.info("trial ended", state=outcome.state.value, metric=outcome.metric, recorded=written)
+        return "ok"
+
+    def _prepare(self, spec: TaskSpec, code: str | None, config: dict[str, Any], attempt_dir: Path) -> Path:
+        if attempt_dir.exists():  # left by an earlier delivery of this same attempt that died
+            shutil.rmtree(attempt_dir)
+        (attempt_dir / "log").mkdir(parents=True)
+        (attempt_dir / "model").mkdir()
+        if code:
+            code_dir = cached_code_dir(Path(self.settings.work_dir).resolve(), code,
+                                       lambda: self.store.get_code(code), self.settings.max_archive_bytes,
+                                       self.settings.max_archive_files)
+            source = model_root(code_dir, spec.model.model_dir)
+            cwd = attempt_dir / "_submitted_code" / source.name
+            shutil.copytree(source, cwd, symlinks=True)
+        else:
+            cwd = attempt_dir / "_submitted_code"
+            cwd.mkdir()
+        (cwd / "config.json").write_text(json.dumps(config, indent=1))
+        return cwd
+
+    def _command(self, spec: TaskSpec, cwd: Path) -> list[str]:
+        if spec.model.main:
+            script = (cwd / spec.model.main).resolve()
+            if not script.is_relative_to(cwd.resolve()) or not script.is_file():
+                raise ArchiveError(f"--model-main {spec.model.main!r} is not a file in the model directory",
+                                   fix="name the entry script as it appears in the uploaded directory")
+            return [sys.executable, "-u", str(script), *spec.model.script_args]
+        command = list(spec.model.command)
+        if command and command[0] in ("python", "python3"):
+            command[0] = sys.executable  # the worker's interpreter, where torch and the helpers are installed
+        return command
+
+    def _environment(self, task: str, trial_id: int, attempt: int, attempt_dir: Path, cwd: Path,
+                     meta: dict[str, Any]) -> dict[str, str]:
+        env = dict(os.environ)
+        app_id = f"{task}-{trial_id}"
+        env.update({
+            "RESULT_DIR": str(attempt_dir),
+            "LOG_DIR": str(attempt_dir / "log"),
+            "MODEL_DIR": str(attempt_dir / "model"),
+            "SAVED_MODEL_DIR": str(attempt_dir / "model"),
+            "DLI_WORK_DIR": str(cwd),
+            "DLI_EXECID": app_id,
+            "DLI_RESULT_FS": str(Path(self.settings.work_dir).resolve()),
+            "SUBID": str(trial_id),
+            "OPENHPO_TASK": task,
+            "OPENHPO_TRIAL": str(trial_id),
+            "OPENHPO_ATTEMPT": str(attempt),
+            "PYTHONUNBUFFERED": "1",
+        })
+        data_dir = os.environ.get("DLI_DATA_FS")
+        if data_dir:
+            env["DATA_DIR"] = data_dir
+        parent = meta.get("parent")
+        if isinstance(parent, int):
+            parent_dir = self.store.trial_extras(task, parent).get("result_dir")
+            if parent_dir:
+                env["OPENHPO_PARENT_RESULT_DIR"] = parent_dir
+        if self.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self.gpus)
+        return env
+
+    def _run_claimed(self, task: str, trial_id: int, attempt: int, attempt_dir: Path, bound) -> Outcome | None:
+        spec, code = self._spec(task)
+        trial = self.store.get_trial(task, trial_id)
+        try:
+            cwd = self._prepare(spec, code, trial.config, attempt_dir)
+            command = self._command(spec, cwd)
+        except ArchiveError as exc:
+            return Outcome(TrialState.FAILED, reason=str(exc))
+        env = self._environment(task, trial_id, attempt, attempt_dir, cwd, trial.meta)
+        log_path = attempt_dir / "log" / "stdout"
+        result_path = attempt_dir / metrics_mod.RESULT_FILE
+        with open(log_path, "wb") as log_file:
+            try:
+                process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True,
+                                           preexec_fn=_die_with_parent)
+            except OSError as exc:
+                return Outcome(TrialState.FAILED, reason=f"cannot start {command[0]!r}: {exc}")
+            stop_reason = self._supervise(process, task, trial_id, attempt, spec, result_path, log_path, bound)
+        self._publish_log(task, trial_id, log_path)
+        if stop_reason == "lost":
+            bound.warning("trial attempt lost its lease; process killed, nothing recorded")
+            return None
+        return self._outcome(process.returncode, stop_reason, spec, result_path, log_path)
+
+    def _supervise(self, process: subprocess.Popen, task: str, trial_id: int, attempt: int, spec: TaskSpec,
+                   result_path: Path, log_path: Path, bound) -> str | None:
+        """Wait for the script while renewing the lease; returns why it was stopped, or ``None``."""
+        started = time.monotonic()
+        interval = self.settings.heartbeat_interval
+        last_mtime = 0.0
+        # Intermediate results are checked more often than the lease is renewed.
+        tick = min(0.5, interval)
+        next_beat = started + interval
+        while True:
+            try:
+                process.wait(timeout=tick)
+                kill_group(process, grace=0)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            try:
+                mtime = result_path.stat().st_mtime
+            except OSError:
+                mtime = last_mtime
+            if mtime != last_mtime:
+                steps = metrics_mod.read_steps(result_path)
+                if steps is not None:
+                    last_mtime = mtime
+                    self.store.report_steps(task, trial_id, attempt, steps)
+            if spec.trial_timeout and now - started > spec.trial_timeout:
+                bound.warning("trial timed out; killing its processes", timeout=spec.trial_timeout)
+                kill_group(process)
+                return f"timed out after {spec.trial_timeout:g} s (algoDef.trialTimeout)"
+            if now < next_beat:
+                continue
+            next_beat = now + interval
+            try:
+                beat = self.store.heartbeat(task, trial_id, attempt, self.worker, self.settings.lease_ttl)
+            except Exception:  # Redis unreachable for a moment: keep the trial, retry on the next beat
+                bound.warning("heartbeat failed; retrying", exc_info=True)
+                continue
+            self._publish_log(task, trial_id, log_path)
+            if beat == "stop":
+                bound.info("stop requested; killing the trial's processes")
+                kill_group(process)
+                return "stopped"
+            if beat == "lost":
+                kill_group(process)
+                return "lost"
+
+    def _publish_log(self, task: str, trial_id: int, log_path: Path) -> None:
+        try:
+            size = log_path.stat().st_size
+            with open(log_path, "rb") as handle:
+                handle.seek(max(0, size - 1024 * 1024))
+                self.store.set_log(task, trial_id, handle.read())
+        except OSError:
+            pass
+
+    @staticmethod
+    def _tail(log_path: Path, lines: int = 8) -> str:
+        try:
+            text = log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def _outcome(self, returncode: int, stop_reason: str | None, spec: TaskSpec, result_path: Path,
+                 log_path: Path) -> Outcome:
+        steps = metrics_mod.read_steps(result_path) or []
+        if stop_reason is not None:
+            # A stopped trial counts with its last value when it reported one.
+            metric = None
+            values = [s.get(spec.objective_metric) for s in steps]
+            values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and v == v and abs(v) != float("inf")]
+            if values:
+                metric = min(values) if spec.objective.value == "minimize" else max(values)
+            state = TrialState.FAILED if stop_reason.startswith("timed out") else TrialState.STOPPED
+            return Outcome(state, metric=metric if state is TrialState.STOPPED else None, reason=stop_reason,
+                           exit_code=returncode, steps=steps)
+        if returncode != 0:
+            tail = self._tail(log_path)
+            reason = f"script exited with code {returncode}"
+            if returncode < 0:
+                reason = f"script killed by signal {-returncode}"
+            return Outcome(TrialState.FAILED, reason=reason + (f"; last output:\n{tail}" if tail else ""),
+                           exit_code=returncode, steps=steps)
+        try:
+            entries = metrics_mod.read_entries(result_path)
+            result = metrics_mod.score(entries, spec.objective_metric, spec.objective, spec.additional_metrics)
+        except metrics_mod.MetricsError as exc:
+            return Outcome(TrialState.FAILED, reason=str(exc), exit_code=returncode, steps=steps)
+        return Outcome(TrialState.FINISHED, metric=result.metric, metrics=result.metrics, exit_code=returncode,
+                       steps=result.steps)
