@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(300, gt=0)
     #: Seconds the coordinator sleeps at most between passes when nothing happens.
     poll_interval: float = Field(0.5, gt=0)
+    #: Seconds the coordinator lock outlives a coordinator that died; a standby takes over after it.
+    coordinator_lock_ttl: float = Field(10.0, gt=0)
     #: Token that API clients send as "Authorization: Bearer" or "X-Auth-Token"; the API refuses to start without.
     api_token: str | None = None
     #: Largest accepted code archive in bytes.

@@ -149,7 +149,8 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         plugin_factory = load_plugin_factory(os.environ.get("OPENHPO_PLUGIN_DIR", ".openhpo/plugins"))
     except ImportError:
         pass
-    coordinator = Coordinator(store, create_app(settings), settings, plugin_factory=plugin_factory)
+    coordinator = Coordinator(store, create_app(settings), settings, plugin_factory=plugin_factory,
+                              lock_ttl=settings.coordinator_lock_ttl)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
