@@ -5,18 +5,26 @@ from __future__ import annotations
 from typing import Callable
 
 from hpo_core.algorithms.base import Decision, Scheduler, Searcher, Suggestion, TrialView
+from hpo_core.algorithms.bohb import BOHBSearcher
+from hpo_core.algorithms.grid import ExperimentGridSearcher
+from hpo_core.algorithms.hyperband import ASHASearcher, HyperbandSearcher
 from hpo_core.algorithms.random_search import RandomSearcher
 from hpo_core.algorithms.tpe import TPESearcher
 from hpo_core.errors import SpecError
 from hpo_core.spec import TaskSpec
 
 __all__ = ["Decision", "Scheduler", "Searcher", "Suggestion", "TrialView", "RandomSearcher", "TPESearcher",
-           "BUILTIN_SEARCHERS", "create_searcher"]
+           "HyperbandSearcher", "ASHASearcher", "BOHBSearcher", "ExperimentGridSearcher", "BUILTIN_SEARCHERS",
+           "create_searcher"]
 
 #: Built-in searchers by canonical algorithm name (see hpo_core.spec.BUILTIN_ALGORITHMS).
 BUILTIN_SEARCHERS: dict[str, Callable[[TaskSpec], Searcher]] = {
     "Random": RandomSearcher,
     "Tpe": TPESearcher,
+    "Hyperband": HyperbandSearcher,
+    "ASHA": ASHASearcher,
+    "BOHB": BOHBSearcher,
+    "ExperimentGridSearch": ExperimentGridSearcher,
 }
 
 
