@@ -109,7 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         with cluster:
-            console.print(f"local cluster: Redis {cluster.redis_url}, {workers} worker processes")
+            console.print(f"local cluster: Redis {cluster.redis_url}, {workers} worker processes "
+                          f"(worker log: {cluster.worker_log})")
             name = submit(cluster.store, body, code, current_user())
             try:
                 status = watch(cluster.store, name, quiet=args.json)

@@ -149,9 +149,15 @@ class LocalCluster:
         command = [sys.executable, "-m", "celery", "-A", "workers.tasks", "worker", "--pool", "prefork",
                    "--concurrency", str(self.workers), "-Q", f"{self.key_prefix}.trials", "--without-gossip",
                    "--without-mingle", "--loglevel", self.log_level, "-n", f"local-{os.getpid()}@%h"]
-        self._worker_process = subprocess.Popen(command, env=self.env(), stdin=subprocess.DEVNULL,
-                                                start_new_session=True)
-        log.info("local worker started", pid=self._worker_process.pid, concurrency=self.workers)
+        Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        # The worker's banner and logs go to a file: stdout belongs to the command's own output.
+        self.worker_log = Path(self.work_dir).resolve() / "worker.log"
+        with open(self.worker_log, "ab") as log_file:
+            self._worker_process = subprocess.Popen(command, env=self.env(), stdin=subprocess.DEVNULL,
+                                                    stdout=log_file, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)
+        log.info("local worker started", pid=self._worker_process.pid, concurrency=self.workers,
+                 log=str(self.worker_log))
 
     def close(self) -> None:
         """Stop the coordinator, the worker (and its trials) and the embedded Redis; safe to call twice."""

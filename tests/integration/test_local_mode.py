@@ -1,0 +1,83 @@
+"""``openhpo run`` in local mode: embedded Redis, local Celery workers, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.conftest import REPO, SCRIPTS, script_body, wait_for
+from tests.integration.test_trials import _process_alive_with
+
+pytestmark = pytest.mark.integration
+
+
+def _run_cli(tmp_path, body, *extra, marker):
+    spec = tmp_path / "code" / "spec.json"
+    shutil.copytree(SCRIPTS, tmp_path / "code")
+    spec.write_text(json.dumps(body))
+    env = dict(os.environ, OPENHPO_TEST_MARKER=marker, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "openhpo.cli", "run", str(spec), "--workers", "2",
+                             "--work-dir", str(tmp_path / "work"), *extra],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_run_prints_best_and_leaves_nothing(tmp_path):
+    marker = f"marker-{uuid.uuid4().hex}"
+    process = _run_cli(tmp_path, script_body("ok.py", max_jobs=4, parallel=2), "--json", marker=marker)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 0, stderr
+    status = json.loads(stdout)
+    assert status["state"] == "FINISHED"
+    assert status["progress"] == "4/4"
+    assert len(status["experiments"]) == 4
+    assert status["best"]["metricVal"] == min(e["metricVal"] for e in status["experiments"])
+    assert "local cluster: Redis redis://127.0.0.1:" in stderr
+    assert _process_alive_with(marker) == []
+
+
+def test_run_table_output(tmp_path):
+    marker = f"marker-{uuid.uuid4().hex}"
+    process = _run_cli(tmp_path, script_body("ok.py", max_jobs=2, parallel=2), marker=marker)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 0, stderr
+    assert "best hyperparameters:" in stdout
+    assert "FINISHED" in stdout
+    assert "maxJobNum reached" in stdout
+
+
+def test_run_ctrl_c_stops_everything(tmp_path):
+    marker = f"marker-{uuid.uuid4().hex}"
+    process = _run_cli(tmp_path, script_body("sleep.py", "--seconds", "60", max_jobs=4, parallel=2),
+                       marker=marker)
+    work = str(tmp_path / "work")
+    wait_for(lambda: len([p for p in _process_alive_with(work) if p != process.pid]) >= 4, 60,
+             what="training processes running")
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert "STOPPED" in stdout
+    wait_for(lambda: _process_alive_with(marker) == [], 15, what="every process of the run to end")
+
+
+def test_run_rejects_invalid_spec_before_starting(tmp_path):
+    body = script_body("ok.py")
+    body["hyperParams"][0]["maxDbVal"] = -5
+    marker = f"marker-{uuid.uuid4().hex}"
+    process = _run_cli(tmp_path, body, marker=marker)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 2
+    assert "hyperParams[0] (x).minDbVal" in stderr
+    assert "swap the bounds" in stderr
+    assert "local cluster" not in stderr
