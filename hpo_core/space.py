@@ -17,6 +17,7 @@ algorithm works on numbers while ``config.json`` and the trial records keep the 
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from dataclasses import dataclass, field
 from enum import Enum
@@ -72,6 +73,15 @@ def _integer(raw: Any, where: str, fix: str) -> int:
     if value != int(value):
         raise SpecError(where, "must be an integer", raw, fix)
     return int(value)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _number_text(value: float) -> str:
+    """Write a number as WMLA's string fields do ("10", "0.002"), with every digit needed to read it back."""
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _present(entry: Mapping[str, Any], key: str) -> bool:
@@ -157,17 +167,14 @@ class Param:
     def encode(self, value: Any) -> float:
         """Map a value of this parameter back to its internal coordinate.
 
+        Numbers of any real type are accepted (numpy scalars included), but never ``bool``.
+
         Raises:
             ValueError: the value is not in the parameter's domain.
         """
         if self.param_type is ParamType.DISCRETE:
-            for index, choice in enumerate(self.choices):
-                if choice == value and type(choice) is type(value) or (
-                        self.data_type is DataType.DOUBLE and isinstance(value, (int, float))
-                        and not isinstance(value, bool) and float(value) == choice):
-                    return float(index)
-            raise ValueError(f"{value!r} is not one of {list(self.choices)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return self._encode_choice(value)
+        if not _is_real(value) or not math.isfinite(value):
             raise ValueError(f"{value!r} is not a finite number")
         if self.data_type is DataType.INT and value != int(value):
             raise ValueError(f"{value!r} is not an integer")
@@ -178,24 +185,54 @@ class Param:
             exponent = math.log(value) / math.log(self.power)
         else:
             exponent = float(value)
-        tolerance = 1e-9 * max(1.0, abs(self.high - self.low))
-        if exponent < self.low - tolerance or exponent > self.high + tolerance:
-            lo, hi = self.value_bounds()
-            raise ValueError(f"{value!r} is outside [{lo:g}, {hi:g}]")
+        if self.data_type is DataType.INT and self.power is not None:
+            # Rounding to integers moves the end values off power ** bound (2 ** 3.3 = 9.85 is decoded as 10),
+            # so the domain is checked on the rounded end values and the exponent is clipped to the bounds.
+            low_value, high_value = self.value_bounds()
+            inside = low_value <= value <= high_value
+            exponent = min(max(exponent, self.low), self.high)
+        else:
+            tolerance = 1e-9 * max(1.0, abs(self.high - self.low))
+            inside = self.low - tolerance <= exponent <= self.high + tolerance
+        if not inside:
+            low_value, high_value = self.value_bounds()
+            raise ValueError(f"{value!r} is outside [{low_value:g}, {high_value:g}]")
         size = self.grid_size
         if size is None:
             return min(max(exponent, self.low), self.high)
         k = round((exponent - self.low) / (self.step if self.step is not None else 1.0))
         k = min(max(k, 0), size - 1)
         if self.decode(k) != (int(value) if self.data_type is DataType.INT else _round_grid(float(value))):
-            raise ValueError(f"{value!r} is not on the grid {self.low:g} + k * {self.step:g}")
+            raise ValueError(f"{value!r} is not on the grid {self._grid_text()}")
         return float(k)
 
+    def _encode_choice(self, value: Any) -> float:
+        for index, choice in enumerate(self.choices):
+            if self.data_type is DataType.STR:
+                matches = isinstance(value, str) and value == choice
+            elif self.data_type is DataType.INT:
+                matches = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value == choice
+            else:
+                matches = _is_real(value) and float(value) == choice
+            if matches:
+                return float(index)
+        raise ValueError(f"{value!r} is not one of {list(self.choices)}")
+
+    def _grid_text(self) -> str:
+        step = self.step if self.step is not None else 1.0
+        points = f"{self.low:g} + k * {step:g}"
+        return points if self.power is None else f"{self.power:g} ** ({points})"
+
     def value_bounds(self) -> tuple[float, float]:
+        """Smallest and largest value the parameter takes; the rounded end values for an INT with ``power``."""
         assert self.low is not None and self.high is not None
         if self.power is None:
             return self.low, self.high
-        return self.power ** self.low, self.power ** self.high
+        if self.data_type is DataType.INT:
+            ends = [self.decode(x) for x in self.bounds()]
+        else:
+            ends = [self.power ** self.low, self.power ** self.high]
+        return min(ends), max(ends)
 
     def sample(self, rng: random.Random) -> Any:
         """Draw a value uniformly in the internal coordinate."""
@@ -214,9 +251,9 @@ class Param:
             entry[low_key] = cast(self.low)
             entry[high_key] = cast(self.high)
             if self.step is not None:
-                entry["step"] = f"{self.step:g}"
+                entry["step"] = _number_text(self.step)
             if self.power is not None:
-                entry["power"] = f"{self.power:g}"
+                entry["power"] = _number_text(self.power)
         else:
             entry[_LIST_KEYS[self.data_type][0]] = list(self.choices)
         return entry
@@ -302,17 +339,37 @@ class Param:
             if step <= 0:
                 raise SpecError(f"{where}.step", "must be positive", entry["step"],
                                 "give the grid spacing as a positive number, or leave step out")
-            if high > low and step > high - low + 1e-12:
+            # The same tolerance as grid_size, so a step that fits the range up to rounding makes a 2-point grid.
+            if high > low and (high - low) / step + 1e-9 < 1:
                 raise SpecError(f"{where}.step", f"is wider than the range {low:g}..{high:g}", entry["step"],
                                 f"use a step of at most {high - low:g}")
             if data_type is DataType.INT and power is None and step != int(step):
                 raise SpecError(f"{where}.step", "must be a whole number for an INT parameter", entry["step"],
                                 "use an integer step")
-        if data_type is DataType.INT and power is not None:
-            if int(round(power ** high)) < 1 and power ** high < 0.5:
-                raise SpecError(f"{where}.{high_key}", "gives values below 1 that round to 0", entry[high_key],
-                                "raise the exponent bounds or use a DOUBLE parameter")
+        if power is not None:
+            _check_power_bounds(entry, power, [(low_key, low), (high_key, high)], data_type, where)
         return cls(name, data_type, ParamType.RANGE, low=low, high=high, step=step, power=power)
+
+
+def _check_power_bounds(entry: Mapping[str, Any], power: float, bounds: Sequence[tuple[str, float]],
+                        data_type: DataType, where: str) -> None:
+    """Reject exponent bounds whose values overflow or underflow a float, or round to 0 for an INT."""
+    values = []
+    for key, exponent in bounds:
+        try:
+            value = power ** exponent
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value) or value == 0:
+            raise SpecError(f"{where}.{key}", f"is an exponent out of range: {power:g} ** {exponent:g} overflows or "
+                            "underflows a 64-bit float", entry[key],
+                            "keep the values power ** bound between about 1e-300 and 1e300")
+        values.append((value, key, exponent))
+    smallest, key, exponent = min(values)
+    if data_type is DataType.INT and smallest < 0.5:
+        raise SpecError(f"{where}.{key}", f"gives {power:g} ** {exponent:g} = {smallest:g}, which rounds to 0 for an "
+                        "INT parameter", entry[key],
+                        "choose exponent bounds whose values are all at least 1, or use a DOUBLE parameter")
 
 
 @dataclass(frozen=True)
@@ -434,7 +491,8 @@ class SearchSpace:
         normalised = {}
         for param in self.params:
             value = config[param.name]
-            if param.data_type is DataType.INT and isinstance(value, float) and value.is_integer():
+            # A whole float such as 3.0, or a numpy integer, becomes a Python int for an INT parameter.
+            if param.data_type is DataType.INT and _is_real(value) and math.isfinite(value) and value == int(value):
                 value = int(value)
             try:
                 normalised[param.name] = param.decode(param.encode(value))

@@ -7,6 +7,7 @@ value and the fix.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ _LAUNCH_FLAGS_WITH_VALUE = {"--exec-start", "--model-main", "--model-dir", "--cs
 
 
 def check_name(name: Any, field_name: str = "hpoName") -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    # fullmatch, because "$" in match() also accepts a trailing newline.
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise SpecError(field_name, "must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or "
                         "digit", name, "choose a name such as Admin-hpo-1 or leave it out to get one generated")
     return name
@@ -115,7 +117,7 @@ class ModelSpec:
                                 '"python train.py"')
             # No --model-main: the args are a plain command line.
             command, script_args = tuple(script_args), []
-        if main is not None and (main.startswith("/") or ".." in main.split("/")):
+        if main is not None and (not main.strip() or main.startswith("/") or ".." in main.split("/")):
             raise SpecError("modelSpec.args", "--model-main must be a path inside the model directory", main,
                             "name the script relative to the model directory, e.g. train.py")
         model_dir = values.get("--model-dir")
@@ -136,8 +138,9 @@ class ModelSpec:
         if min_workers > max_workers:
             raise SpecError("modelSpec.minWorkers", f"is greater than maxWorkers ({max_workers})", min_workers,
                             "set minWorkers <= maxWorkers")
-        gpus = values.get("--workerDeviceNum", values.get("--gpuPerWorker"))
-        gpus_per_worker = _int_field(gpus, "modelSpec.args --workerDeviceNum", minimum=0) if gpus else None
+        gpu_flag = "--workerDeviceNum" if "--workerDeviceNum" in values else "--gpuPerWorker"
+        gpus = values.get(gpu_flag)
+        gpus_per_worker = _int_field(gpus, f"modelSpec.args {gpu_flag}", minimum=0) if gpus else None
         sig_name = raw.get("sigName")
         return cls(args=args, main=main, model_dir=model_dir, exec_start=values.get("--exec-start"),
                    script_args=tuple(script_args), command=command, min_workers=min_workers,
@@ -157,7 +160,10 @@ def _parse_edt_options(text: str) -> tuple[int, int]:
         options[key.strip()] = value.strip()
     max_workers = _int_field(options.get("maxWorkers", "1"), "modelSpec.args --edt-options maxWorkers", minimum=1)
     min_workers = _int_field(options.get("minWorkers", "1"), "modelSpec.args --edt-options minWorkers", minimum=1)
-    return min(min_workers, max_workers), max_workers
+    if min_workers > max_workers:
+        raise SpecError("modelSpec.args --edt-options minWorkers", f"is greater than maxWorkers ({max_workers})",
+                        min_workers, "set minWorkers <= maxWorkers")
+    return min_workers, max_workers
 
 
 def _int_field(raw: Any, where: str, minimum: int | None = None, allow_unlimited: bool = False) -> int:
@@ -169,13 +175,14 @@ def _int_field(raw: Any, where: str, minimum: int | None = None, allow_unlimited
         value = float(raw) if isinstance(raw, (int, float, str)) else None
     except ValueError:
         value = None
-    if value is None or value != value or value != int(value):
+    if value is None or not math.isfinite(value) or value != int(value):
         raise SpecError(where, "must be an integer", raw, fix)
     result = int(value)
     if allow_unlimited and result == -1:
         return result
     if minimum is not None and result < minimum:
-        raise SpecError(where, f"must be at least {minimum}", raw, fix)
+        rule = f"-1 or at least {minimum}" if allow_unlimited else f"at least {minimum}"
+        raise SpecError(where, f"must be {rule}", raw, fix)
     return result
 
 
@@ -227,10 +234,8 @@ class TaskSpec:
             raise SpecError("(body)", "must be a JSON object with modelSpec, algoDef and hyperParams", body,
                             "send the task definition as a JSON object")
         name = body.get("hpoName")
-        if name is not None and name != "":
+        if name is not None:
             check_name(name)
-        else:
-            name = None
         model = ModelSpec.parse(body.get("modelSpec"))
         algo = body.get("algoDef")
         if not isinstance(algo, Mapping):
@@ -256,8 +261,10 @@ class TaskSpec:
                             'write "objective": "minimize" or "maximize"') from None
 
         max_jobs = _int_field(algo.get("maxJobNum", -1), "algoDef.maxJobNum", minimum=1, allow_unlimited=True)
-        parallel_raw = algo.get("maxParalleJobNum", algo.get("maxParalleJob", algo.get("maxParallelJobNum", 1)))
-        max_parallel = _int_field(parallel_raw, "algoDef.maxParalleJobNum", minimum=1)
+        # WMLA spells it maxParalleJobNum, one WMLA document writes maxParalleJob, and users may spell it correctly.
+        parallel_key = next((key for key in ("maxParalleJobNum", "maxParalleJob", "maxParallelJobNum") if key in algo),
+                            "maxParalleJobNum")
+        max_parallel = _int_field(algo.get(parallel_key, 1), f"algoDef.{parallel_key}", minimum=1)
         max_run_time = _int_field(algo.get("maxRunTime", -1), "algoDef.maxRunTime", minimum=1, allow_unlimited=True)
         max_retries = _int_field(algo.get("maxRetries", 2), "algoDef.maxRetries", minimum=0)
         timeout_raw = algo.get("trialTimeout", 0)
@@ -277,7 +284,7 @@ class TaskSpec:
                 hyperband_eta = float(eta)
             except (TypeError, ValueError):
                 raise SpecError("algoDef.hyperbandEta", "must be a number", eta, "use e.g. 3") from None
-            if not hyperband_eta > 1:
+            if not math.isfinite(hyperband_eta) or not hyperband_eta > 1:
                 raise SpecError("algoDef.hyperbandEta", "must be greater than 1", eta, "use e.g. 3")
 
         additional = algo.get("additionalMetrics") or {}
@@ -331,6 +338,8 @@ def _parse_algo_params(raw: Any) -> dict[str, str]:
     for key, value in items:
         if not isinstance(key, str) or not key:
             raise SpecError("algoDef.algoParams", "has a parameter without a name", key, "name every parameter")
+        if key in params:
+            raise SpecError(f"algoDef.algoParams.{key}", "is given twice", value, "list each parameter once")
         if isinstance(value, (dict, list)) or value is None:
             raise SpecError(f"algoDef.algoParams.{key}", "must be a string or a number", value,
                             'write the value as a string, e.g. "0.25"')
@@ -363,28 +372,37 @@ def _parse_experiments(raw: Any) -> tuple[FixedExperiment, ...]:
             item_where = f"{where}.hyperParams[{j}]"
             if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
                 raise SpecError(item_where, "must be an object with a name", item, "give name, dataType, fixedVal")
+            if item["name"] in config:
+                raise SpecError(f"{item_where}.name", "repeats a parameter of this experiment", item["name"],
+                                "give each parameter once per experiment")
             config[item["name"]] = _fixed_value(item, item_where)
         out.append(FixedExperiment(exp_id, config))
     return tuple(out)
 
 
 def _fixed_value(item: Mapping[str, Any], where: str) -> Any:
-    data_type = str(item.get("dataType", "str")).strip().lower()
+    raw_data_type = item.get("dataType", "str")
+    data_type = str(raw_data_type).strip().lower()
+    if data_type not in ("str", "string", "int", "integer", "double", "float"):
+        raise SpecError(f"{where}.dataType", "is not a known data type", raw_data_type,
+                        'use "DOUBLE", "INT" or "STR"')
     raw = item.get("fixedVal")
     if raw is None:
         raise SpecError(f"{where}.fixedVal", "is missing", fix="give the value, e.g. \"0.1\"")
     if data_type in ("str", "string"):
         return str(raw)
-    try:
-        number = float(raw)
-    except (TypeError, ValueError):
-        raise SpecError(f"{where}.fixedVal", f"must be a number for dataType {item.get('dataType')}", raw,
-                        "write a number, e.g. \"0.1\"") from None
+    # A value that is not a number (true, "abc", a list) becomes NaN so the one check below rejects it.
+    number = math.nan
+    if not isinstance(raw, bool):
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            number = math.nan
+    if not math.isfinite(number):
+        raise SpecError(f"{where}.fixedVal", f"must be a finite number for dataType {raw_data_type}", raw,
+                        "write a number, e.g. \"0.1\"")
     if data_type in ("int", "integer"):
         if number != int(number):
             raise SpecError(f"{where}.fixedVal", "must be an integer for dataType INT", raw, "write e.g. \"3\"")
         return int(number)
-    if data_type in ("double", "float"):
-        return number
-    raise SpecError(f"{where}.dataType", "is not a known data type", item.get("dataType"),
-                    'use "DOUBLE", "INT" or "STR"')
+    return number

@@ -65,8 +65,9 @@ class Suggestion:
     Attributes:
         configs: configurations to start now, at most the number requested.
         metas: one tag dict per configuration, stored with the trial and returned in :class:`TrialView`.
-        exhausted: ``True`` when the searcher will never propose anything again (the space is used up).
-            Returning fewer configurations with ``exhausted=False`` means "wait for running trials".
+        exhausted: ``True`` when the searcher will propose nothing after ``configs`` because the space is used
+            up. It may come with the last configurations, which still start. Returning fewer configurations with
+            ``exhausted=False`` means "wait for running trials".
     """
 
     configs: list[dict[str, Any]] = field(default_factory=list)

@@ -29,5 +29,7 @@ class RandomSearcher(Searcher):
             taken.add(self.space.key(config))
             configs.append(config)
         size = self.space.cardinality
-        exhausted = size is not None and len(taken) >= size
-        return Suggestion(configs, exhausted=exhausted and not configs)
+        # In a finite space the key of an in-space configuration is a tuple of grid indices. The key of a
+        # configuration outside the space (a trial given by hand) contains ("raw", ...) parts and is not counted.
+        used = sum(1 for key in taken if all(isinstance(part, int) for part in key))
+        return Suggestion(configs, exhausted=size is not None and used >= size)
