@@ -71,6 +71,7 @@ class Coordinator:
         self._searchers: dict[tuple[str, float], Searcher] = {}
         self._schedulers: dict[tuple[str, float], Scheduler | None] = {}
         self._decided_steps: dict[tuple[str, int, int], int] = {}
+        self._ended: dict[tuple[str, float], dict[int, Trial]] = {}
 
     # --- service loop -------------------------------------------------------------------------------------------
 
@@ -126,8 +127,8 @@ class Coordinator:
             bound.info("task started", algorithm=spec.algorithm, max_jobs=spec.max_jobs,
                        max_parallel=spec.max_parallel)
 
-        trials = self.store.get_trials(name, task.next_trial)
-        trials = self._recover_lost(name, spec, trials, bound)
+        trials = self._load_trials(name, key, task.next_trial)
+        trials = self._recover_lost(name, key, spec, trials, bound)
         self._dispatch_queued(name, trials, bound)
 
         if task.stop:
@@ -162,9 +163,10 @@ class Coordinator:
                 if created is None:
                     return
                 if created:
-                    trials = self.store.get_trials(name)
-                    self._dispatch_queued(name, trials, bound)
-                    active = [t for t in trials if not t.state.ended]
+                    new_trials = self.store.get_trials_by_id(name, created)
+                    self._dispatch_queued(name, new_trials, bound)
+                    trials = trials + new_trials
+                    active = active + new_trials
         budget_spent = budget_left is not None and len(trials) >= spec.max_jobs
         if not active and (out_of_time or exhausted or budget_spent):
             why = "maxRunTime reached" if out_of_time else "search space exhausted" if exhausted else \
@@ -199,14 +201,24 @@ class Coordinator:
         if self.store.set_task_state(name, allowed, state, reason=reason, stop=""):
             level = bound.warning if state is TaskState.FAILED else bound.info
             level("task ended", state=state.value, reason=reason)
-        for key in [k for k in self._searchers if k[0] == name]:
-            self._searchers.pop(key, None)
-            self._specs.pop(key, None)
-            self._schedulers.pop(key, None)
+        for cache in (self._searchers, self._specs, self._schedulers, self._ended):
+            for key in [k for k in cache if k[0] == name]:
+                cache.pop(key, None)
 
     # --- trials -------------------------------------------------------------------------------------------------
 
-    def _recover_lost(self, name: str, spec: TaskSpec, trials: list[Trial], bound) -> list[Trial]:
+    def _load_trials(self, name: str, key: tuple[str, float], count: int) -> list[Trial]:
+        """Every trial of the task. Ended trials never change, so they are read from Redis once and cached."""
+        ended = self._ended.setdefault(key, {})
+        fresh = self.store.get_trials_by_id(name, [i for i in range(count) if i not in ended])
+        for trial in fresh:
+            if trial.state.ended:
+                ended[trial.id] = trial
+        merged = {**{t.id: t for t in fresh}, **ended}
+        return [merged[i] for i in sorted(merged)]
+
+    def _recover_lost(self, name: str, key: tuple[str, float], spec: TaskSpec, trials: list[Trial],
+                      bound) -> list[Trial]:
         running = [t for t in trials if t.state is TrialState.RUNNING]
         if not running:
             return trials
@@ -228,13 +240,15 @@ class Coordinator:
             elif outcome == "stopped":
                 bound.info("trial stopped while its worker was lost", trial=trial.id)
             changed = changed or outcome in ("requeued", "failed", "stopped")
-        return self.store.get_trials(name) if changed else trials
+        return self._load_trials(name, key, len(trials)) if changed else trials
 
     def _dispatch_queued(self, name: str, trials: list[Trial], bound) -> None:
         queued = [t for t in trials if t.state is TrialState.QUEUED]
-        for trial in queued:
-            extras = self.store.trial_extras(name, trial.id)
-            if extras.get("dispatched_attempt") == str(trial.attempt):
+        if not queued:
+            return
+        sent = self.store.dispatched_attempts(name, [t.id for t in queued])
+        for trial, sent_attempt in zip(queued, sent):
+            if sent_attempt == trial.attempt:
                 continue
             self.app.send_task(RUN_TRIAL, kwargs={"task": name, "trial": trial.id, "attempt": trial.attempt,
                                                   "params": trial.config},

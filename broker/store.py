@@ -50,7 +50,9 @@ if s[1] ~= 'QUEUED' then return s[1] end
 redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'worker', ARGV[2], 'started', ARGV[3], 'result_dir', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[4])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'task', ARGV[6], 'trial', ARGV[7], 'event', 'RUNNING')
-return 'ok'
+local t = redis.call('HMGET', KEYS[1], 'config', 'meta')
+local task = redis.call('HMGET', KEYS[4], 'created', 'code')
+return {'ok', t[1], t[2], task[1] or '', task[2] or ''}
 """
 
 _HEARTBEAT = """
@@ -77,6 +79,7 @@ end
 redis.call('HSET', KEYS[1], 'state', state, 'metric', ARGV[3], 'metrics', ARGV[4], 'reason', reason,
            'exit_code', ARGV[6], 'ended', ARGV[7], 'usage', ARGV[8], 'steps', ARGV[9])
 redis.call('DEL', KEYS[2])
+if ARGV[12] ~= '' then redis.call('SET', KEYS[4], ARGV[12]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'task', ARGV[10], 'trial', ARGV[11], 'event', state)
 return 'ok'
 """
@@ -156,6 +159,17 @@ return ids
 
 def _now() -> str:
     return repr(time.time())
+
+
+@dataclass
+class Claim:
+    """The answer to :meth:`RedisStore.claim`."""
+
+    status: str
+    config: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    task_created: float = 0.0
+    code: str | None = None
 
 
 @dataclass
@@ -372,6 +386,22 @@ class RedisStore:
             raws = pipe.execute()
         return [self._trial_from_hash(raw) for raw in raws if raw]
 
+    def get_trials_by_id(self, name: str, trial_ids: Iterable[int]) -> list[Trial]:
+        """The trials with these ids, in one round trip; ids without a trial are left out."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for trial_id in trial_ids:
+                pipe.hgetall(self.trial_key(name, trial_id))
+            raws = pipe.execute()
+        return [self._trial_from_hash(raw) for raw in raws if raw]
+
+    def dispatched_attempts(self, name: str, trial_ids: list[int]) -> list[int]:
+        """For each trial, the attempt whose Celery message was last sent (0 for none), in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for trial_id in trial_ids:
+                pipe.hget(self.trial_key(name, trial_id), "dispatched_attempt")
+            values = pipe.execute()
+        return [int(v) if v else 0 for v in values]
+
     def trial_extras(self, name: str, trial_id: int) -> dict[str, str]:
         """Fields of a trial that the Trial record leaves out (dispatched, stop, result_dir)."""
         raw = self.redis.hmget(self.trial_key(name, trial_id), ["dispatched", "stop", "result_dir",
@@ -399,16 +429,23 @@ class RedisStore:
                      usage=json.loads(text("usage") or "{}"))
 
     def claim(self, name: str, trial_id: int, attempt: int, worker: str, lease_ttl: float,
-              result_dir: str = "") -> str:
+              result_dir: str = "") -> "Claim":
         """Take a QUEUED attempt for ``worker`` and start its lease.
 
         Returns:
-            ``"ok"``; ``"stale"`` when the attempt is not current; ``"missing"``; or the trial's state when it is
-            not QUEUED (another worker runs it, or it has ended).
+            A :class:`Claim` whose ``status`` is ``"ok"``; ``"stale"`` when the attempt is not current;
+            ``"missing"``; or the trial's state when it is not QUEUED (another worker runs it, or it has ended).
+            An ``"ok"`` claim carries the trial's configuration and meta and the task's creation time and code hash,
+            which saves the worker two round trips.
         """
-        result = self._claim(keys=[self.trial_key(name, trial_id), self.lease_key(name, trial_id), self.events_key],
+        result = self._claim(keys=[self.trial_key(name, trial_id), self.lease_key(name, trial_id), self.events_key,
+                                   self.task_key(name)],
                              args=[attempt, worker, _now(), int(lease_ttl * 1000), result_dir, name, trial_id])
-        return result.decode()
+        if not isinstance(result, list):
+            return Claim(result.decode())
+        _status, config, meta, created, code = (v.decode() if isinstance(v, bytes) else v for v in result)
+        return Claim("ok", json.loads(config or "{}"), json.loads(meta or "{}"), float(created or 0.0),
+                     code or None)
 
     def heartbeat(self, name: str, trial_id: int, attempt: int, worker: str, lease_ttl: float) -> str:
         """Renew the lease. Returns ``"ok"``, ``"stop"`` (a stop was requested) or ``"lost"`` (the attempt is no
@@ -425,16 +462,19 @@ class RedisStore:
 
     def finish(self, name: str, trial_id: int, attempt: int, state: TrialState, metric: float | None = None,
                metrics: dict[str, Any] | None = None, reason: str | None = None, exit_code: int | None = None,
-               usage: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None) -> str:
+               usage: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None,
+               log: bytes | None = None) -> str:
         """Record the end of a running attempt, once. Returns ``"ok"`` or why nothing was written.
 
-        A trial with a stop request that did not finish normally ends STOPPED with the stop reason.
+        A trial with a stop request that did not finish normally ends STOPPED with the stop reason. ``log``, the
+        tail of the training log, is stored in the same step.
         """
         result = self._finish(
-            keys=[self.trial_key(name, trial_id), self.lease_key(name, trial_id), self.events_key],
+            keys=[self.trial_key(name, trial_id), self.lease_key(name, trial_id), self.events_key,
+                  self._k("log", name, trial_id)],
             args=[attempt, state.value, "" if metric is None else repr(float(metric)), json.dumps(metrics or {}),
                   reason or "", "" if exit_code is None else exit_code, _now(), json.dumps(usage or {}),
-                  json.dumps(steps or []), name, trial_id])
+                  json.dumps(steps or []), name, trial_id, (log or b"")[-LOG_CAP_BYTES:]])
         return result.decode()
 
     def requeue_if_lost(self, name: str, trial_id: int, max_attempts: int) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from broker.store import RedisStore
 from hpo_core.errors import SpecError
-from hpo_core.spec import TaskSpec, check_name
+from hpo_core.spec import BUILTIN_ALGORITHMS, TaskSpec, check_name
 
 
 def current_user() -> str:
@@ -62,5 +62,14 @@ def submit(store: RedisStore, body: dict[str, Any], code: bytes | None, creator:
     digest = store.put_code(code) if code is not None else None
     stored = dict(body)
     stored["hpoName"] = name
+    if spec.seed is None and spec.algorithm in BUILTIN_ALGORITHMS.values():
+        # Fix the seed now, in the stored definition, so that a restarted coordinator proposes what the first
+        # one would have proposed, and the search can be repeated.
+        algo = dict(stored["algoDef"])
+        params = algo.get("algoParams") or []
+        seed = {"name": "RandomSeed", "value": str(secrets.randbelow(2**31))}
+        algo["algoParams"] = {**params, "RandomSeed": seed["value"]} if isinstance(params, dict) else \
+            [*params, seed]
+        stored["algoDef"] = algo
     store.create_task(name, stored, creator, digest)
     return name

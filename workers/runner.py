@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import signal
 import shutil
 import socket
@@ -30,7 +31,7 @@ from typing import Any
 import structlog
 
 from broker.settings import Settings
-from broker.store import RedisStore
+from broker.store import LOG_CAP_BYTES, Claim, RedisStore
 from hpo_core.records import TrialState
 from hpo_core.spec import TaskSpec
 from workers import metrics as metrics_mod
@@ -78,6 +79,43 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class _ExitWatch:
+    """Waits for a process to exit and returns at once when it does.
+
+    ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms, which would add tens of milliseconds to every short
+    trial; a pidfd (Linux 5.3 and newer) becomes readable the moment the process exits.
+    """
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        try:
+            self.fd: int | None = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):  # not Linux, or an old kernel: fall back to polling
+            self.fd = None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; ``True`` once the process has exited (and been reaped)."""
+        if self.fd is None:
+            try:
+                self.process.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        readable, _, _ = select.select([self.fd], [], [], timeout)
+        if not readable:
+            return False
+        self.process.wait()
+        return True
+
+    def __enter__(self) -> "_ExitWatch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 @dataclass
 class Outcome:
     state: TrialState
@@ -104,12 +142,11 @@ class TrialRunner:
         self.worker = worker_id()
         self._specs: dict[tuple[str, float], TaskSpec] = {}
 
-    def _spec(self, name: str) -> tuple[TaskSpec, str | None]:
-        task = self.store.get_task(name)
-        key = (name, task.created)
+    def _spec(self, name: str, created: float) -> TaskSpec:
+        key = (name, created)
         if key not in self._specs:
-            self._specs[key] = TaskSpec.parse(task.spec)
-        return self._specs[key], task.code
+            self._specs[key] = TaskSpec.parse(self.store.get_task(name).spec)
+        return self._specs[key]
 
     def run(self, task: str, trial_id: int, attempt: int) -> str:
         """Run one attempt if it is still current; returns what happened (``"ok"`` or why it was skipped).
@@ -118,13 +155,13 @@ class TrialRunner:
         """
         bound = log.bind(task=task, trial=trial_id, attempt=attempt, worker=self.worker)
         attempt_dir = Path(self.settings.work_dir).resolve() / task / str(trial_id) / f"attempt-{attempt}"
-        claimed = self.store.claim(task, trial_id, attempt, self.worker, self.settings.lease_ttl, str(attempt_dir))
-        if claimed != "ok":
-            bound.info("trial attempt skipped", reason=claimed)
-            return claimed
+        claim = self.store.claim(task, trial_id, attempt, self.worker, self.settings.lease_ttl, str(attempt_dir))
+        if claim.status != "ok":
+            bound.info("trial attempt skipped", reason=claim.status)
+            return claim.status
         bound.info("trial started")
         try:
-            outcome = self._run_claimed(task, trial_id, attempt, attempt_dir, bound)
+            outcome = self._run_claimed(task, trial_id, attempt, attempt_dir, claim, bound)
         except Exception as exc:  # a fault of ours must not leave the trial RUNNING
             bound.error("trial attempt crashed in the worker", exc_info=True)
             outcome = Outcome(TrialState.FAILED, reason=f"worker error: {type(exc).__name__}: {exc}")
@@ -132,7 +169,7 @@ class TrialRunner:
             return "lost"
         written = self.store.finish(task, trial_id, attempt, outcome.state, metric=outcome.metric,
                                     metrics=outcome.metrics, reason=outcome.reason, exit_code=outcome.exit_code,
-                                    steps=outcome.steps)
+                                    steps=outcome.steps, log=self._read_log(attempt_dir / "log" / "stdout"))
         if outcome.state is TrialState.FAILED:
             bound.warning("trial failed", reason=outcome.reason, exit_code=outcome.exit_code, recorded=written)
         else:
@@ -199,15 +236,15 @@ class TrialRunner:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self.gpus)
         return env
 
-    def _run_claimed(self, task: str, trial_id: int, attempt: int, attempt_dir: Path, bound) -> Outcome | None:
-        spec, code = self._spec(task)
-        trial = self.store.get_trial(task, trial_id)
+    def _run_claimed(self, task: str, trial_id: int, attempt: int, attempt_dir: Path, claim: Claim,
+                     bound) -> Outcome | None:
+        spec = self._spec(task, claim.task_created)
         try:
-            cwd = self._prepare(spec, code, trial.config, attempt_dir)
+            cwd = self._prepare(spec, claim.code, claim.config or {}, attempt_dir)
             command = self._command(spec, cwd)
         except ArchiveError as exc:
             return Outcome(TrialState.FAILED, reason=str(exc))
-        env = self._environment(task, trial_id, attempt, attempt_dir, cwd, trial.meta)
+        env = self._environment(task, trial_id, attempt, attempt_dir, cwd, claim.meta or {})
         log_path = attempt_dir / "log" / "stdout"
         result_path = attempt_dir / metrics_mod.RESULT_FILE
         with open(log_path, "wb") as log_file:
@@ -218,7 +255,6 @@ class TrialRunner:
             except OSError as exc:
                 return Outcome(TrialState.FAILED, reason=f"cannot start {command[0]!r}: {exc}")
             stop_reason = self._supervise(process, task, trial_id, attempt, spec, result_path, log_path, bound)
-        self._publish_log(task, trial_id, log_path)
         if stop_reason == "lost":
             bound.warning("trial attempt lost its lease; process killed, nothing recorded")
             return None
@@ -233,52 +269,58 @@ class TrialRunner:
         # Intermediate results are checked more often than the lease is renewed.
         tick = min(0.5, interval)
         next_beat = started + interval
-        while True:
-            try:
-                process.wait(timeout=tick)
-                kill_group(process, grace=0)
-                return None
-            except subprocess.TimeoutExpired:
-                pass
-            now = time.monotonic()
-            try:
-                mtime = result_path.stat().st_mtime
-            except OSError:
-                mtime = last_mtime
-            if mtime != last_mtime:
-                steps = metrics_mod.read_steps(result_path)
-                if steps is not None:
-                    last_mtime = mtime
-                    self.store.report_steps(task, trial_id, attempt, steps)
-            if spec.trial_timeout and now - started > spec.trial_timeout:
-                bound.warning("trial timed out; killing its processes", timeout=spec.trial_timeout)
-                kill_group(process)
-                return f"timed out after {spec.trial_timeout:g} s (algoDef.trialTimeout)"
-            if now < next_beat:
-                continue
-            next_beat = now + interval
-            try:
-                beat = self.store.heartbeat(task, trial_id, attempt, self.worker, self.settings.lease_ttl)
-            except Exception:  # Redis unreachable for a moment: keep the trial, retry on the next beat
-                bound.warning("heartbeat failed; retrying", exc_info=True)
-                continue
-            self._publish_log(task, trial_id, log_path)
-            if beat == "stop":
-                bound.info("stop requested; killing the trial's processes")
-                kill_group(process)
-                return "stopped"
-            if beat == "lost":
-                kill_group(process)
-                return "lost"
+        with _ExitWatch(process) as exit_watch:
+            while True:
+                if exit_watch.wait(tick):
+                    kill_group(process, grace=0)
+                    return None
+                now = time.monotonic()
+                try:
+                    mtime = result_path.stat().st_mtime
+                except OSError:
+                    mtime = last_mtime
+                if mtime != last_mtime:
+                    steps = metrics_mod.read_steps(result_path)
+                    if steps is not None:
+                        last_mtime = mtime
+                        self.store.report_steps(task, trial_id, attempt, steps)
+                if spec.trial_timeout and now - started > spec.trial_timeout:
+                    bound.warning("trial timed out; killing its processes", timeout=spec.trial_timeout)
+                    kill_group(process)
+                    return f"timed out after {spec.trial_timeout:g} s (algoDef.trialTimeout)"
+                if now < next_beat:
+                    continue
+                next_beat = now + interval
+                try:
+                    beat = self.store.heartbeat(task, trial_id, attempt, self.worker, self.settings.lease_ttl)
+                except Exception:  # Redis unreachable for a moment: keep the trial, retry on the next beat
+                    bound.warning("heartbeat failed; retrying", exc_info=True)
+                    continue
+                self._publish_log(task, trial_id, log_path)
+                if beat == "stop":
+                    bound.info("stop requested; killing the trial's processes")
+                    kill_group(process)
+                    return "stopped"
+                if beat == "lost":
+                    kill_group(process)
+                    return "lost"
 
-    def _publish_log(self, task: str, trial_id: int, log_path: Path) -> None:
+
+    @staticmethod
+    def _read_log(log_path: Path) -> bytes | None:
+        """The last :data:`broker.store.LOG_CAP_BYTES` of the training log, or ``None`` when there is none."""
         try:
             size = log_path.stat().st_size
             with open(log_path, "rb") as handle:
-                handle.seek(max(0, size - 1024 * 1024))
-                self.store.set_log(task, trial_id, handle.read())
+                handle.seek(max(0, size - LOG_CAP_BYTES))
+                return handle.read()
         except OSError:
-            pass
+            return None
+
+    def _publish_log(self, task: str, trial_id: int, log_path: Path) -> None:
+        text = self._read_log(log_path)
+        if text is not None:
+            self.store.set_log(task, trial_id, text)
 
     @staticmethod
     def _tail(log_path: Path, lines: int = 8) -> str:
