@@ -25,9 +25,9 @@ same resource, which would train the same configuration twice, so such settings 
 
 Trial tags (``meta``): every trial carries ``rung`` (0 for a new configuration); Hyperband and BOHB add
 ``iteration`` and ``bracket`` (the ``s`` above). A promotion is a new trial whose ``parent`` is the id of the
-trial it continues, with the same hyperparameters and the larger resource. The worker exposes the parent trial's
-result directory to the promoted trial, so a script can resume from the ``checkpoint.pt`` it saved there instead
-of training from scratch.
+trial it continues, with the same hyperparameters and the larger resource. The worker sets
+``OPENHPO_PARENT_RESULT_DIR`` in the promoted trial's environment to the parent trial's result directory, so a
+script can resume from the ``checkpoint.pt`` it saved there instead of training from scratch.
 
 Both searchers rebuild the bracket and rung of every trial from these tags on each call, so a restarted
 coordinator continues mid-bracket without losing or repeating a trial: they keep no state of their own.
