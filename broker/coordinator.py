@@ -64,6 +64,10 @@ class Coordinator:
         self.store = store
         self.app = celery_app
         self.settings = settings
+        if plugin_factory is None:
+            from hpo_core.algorithms.plugin import load_plugin_factory
+
+            plugin_factory = load_plugin_factory()  # OPENHPO_PLUGIN_DIR, else .openhpo/plugins
         self.plugin_factory = plugin_factory
         self.lock_ttl = lock_ttl
         self.owner = f"coordinator-{uuid.uuid4().hex[:12]}"
@@ -203,7 +207,10 @@ class Coordinator:
             level("task ended", state=state.value, reason=reason)
         for cache in (self._searchers, self._specs, self._schedulers, self._ended):
             for key in [k for k in cache if k[0] == name]:
-                cache.pop(key, None)
+                dropped = cache.pop(key, None)
+                close = getattr(dropped, "close", None)
+                if cache is self._searchers and callable(close):
+                    close()  # a plugin searcher's host process
 
     # --- trials -------------------------------------------------------------------------------------------------
 

@@ -143,15 +143,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
-    plugin_factory = None
-    try:
-        from hpo_core.algorithms.plugin import load_plugin_factory
-
-        plugin_factory = load_plugin_factory(os.environ.get("OPENHPO_PLUGIN_DIR", ".openhpo/plugins"))
-    except ImportError:
-        pass
-    coordinator = Coordinator(store, create_app(settings), settings, plugin_factory=plugin_factory,
-                              lock_ttl=settings.coordinator_lock_ttl)
+    coordinator = Coordinator(store, create_app(settings), settings, lock_ttl=settings.coordinator_lock_ttl)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
