@@ -264,6 +264,11 @@ def test_plugin_hang_times_out(plugin_dir):
                 time.sleep(3600)
     """
     searcher = searcher_for(plugin_dir, "hangs", body, {"PluginTimeout": "1"})
+    assert searcher.timeout == 1
+    # Start the plugin with a generous limit, so that only search() runs against the 1 s one.
+    searcher.timeout = 30
+    searcher.check()
+    searcher.timeout = 1
     started = time.monotonic()
     with pytest.raises(PluginError, match=r"plugin 'hangs': search\(\) timed out after 1 s"):
         searcher.suggest(1, [])
