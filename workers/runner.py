@@ -167,6 +167,7 @@ class TrialRunner:
             outcome = Outcome(TrialState.FAILED, reason=f"worker error: {type(exc).__name__}: {exc}")
         if outcome is None:
             return "lost"
+        publish_result_zip(self.store, task, trial_id, attempt, attempt_dir, bound)
         written = self.store.finish(task, trial_id, attempt, outcome.state, metric=outcome.metric,
                                     metrics=outcome.metrics, reason=outcome.reason, exit_code=outcome.exit_code,
                                     steps=outcome.steps, log=self._read_log(attempt_dir / "log" / "stdout"))
@@ -358,3 +359,55 @@ class TrialRunner:
             return Outcome(TrialState.FAILED, reason=str(exc), exit_code=returncode, steps=steps)
         return Outcome(TrialState.FINISHED, metric=result.metric, metrics=result.metrics, exit_code=returncode,
                        steps=result.steps)
+
+
+# --- result archives for API servers on other hosts -------------------------------------------------------------
+# An API server that does not share the worker's disk serves GET /execs/{id}/result from a zip of RESULT_DIR that
+# the worker stores in Redis at the end of each attempt, up to a size limit.
+
+#: Default largest zipped RESULT_DIR stored in Redis; OPENHPO_MAX_RESULT_ZIP_BYTES overrides it and 0 turns it off.
+MAX_RESULT_ZIP_BYTES = 32 * 1024 * 1024
+
+
+def result_zip_key(store: RedisStore, task: str, trial_id: int) -> str:
+    """Redis key of a trial's result hash: ``attempt``, and ``zip`` (the archive) or ``error`` (why there is none)."""
+    return f"{store.prefix}:result:{task}:{trial_id}"
+
+
+def zip_directory(directory: Path, output: Any, max_bytes: int | None = None) -> bool:
+    """Write ``directory`` as a zip (paths relative to it) to the binary file ``output``.
+
+    Returns:
+        ``False``, leaving ``output`` incomplete, as soon as it grows past ``max_bytes``; ``True`` otherwise.
+    """
+    import zipfile
+
+    # strict_timestamps=False stores files dated before 1980 (extracted from reproducible tarballs) as 1980.
+    with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
+                         strict_timestamps=False) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                continue  # links may point anywhere on the worker's disk; sockets and pipes have no content
+            archive.write(path, path.relative_to(directory).as_posix())
+            if max_bytes is not None and output.tell() > max_bytes:
+                return False
+    return max_bytes is None or output.tell() <= max_bytes
+
+
+def publish_result_zip(store: RedisStore, task: str, trial_id: int, attempt: int, attempt_dir: Path, bound) -> None:
+    """Store a zip of the attempt's RESULT_DIR in Redis, or the reason it was left out; never raises."""
+    import io
+
+    try:
+        limit = int(os.environ.get("OPENHPO_MAX_RESULT_ZIP_BYTES", MAX_RESULT_ZIP_BYTES))
+        if limit <= 0:
+            return
+        key = result_zip_key(store, task, trial_id)
+        buffer = io.BytesIO()
+        if zip_directory(attempt_dir, buffer, limit):
+            store.redis.hset(key, mapping={"attempt": attempt, "zip": buffer.getvalue(), "error": ""})
+        else:
+            store.redis.hset(key, mapping={"attempt": attempt, "zip": "", "error": f"the zipped result directory "
+                                           f"is over OPENHPO_MAX_RESULT_ZIP_BYTES ({limit} bytes)"})
+    except Exception:  # the trial's result matters more than its archive: record the trial regardless
+        bound.warning("storing the result archive failed", exc_info=True)
