@@ -170,6 +170,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from broker.logs import configure_logging
+    from openhpo.api import ApiSettings, create_app
+
+    settings = ApiSettings()
+    configure_logging(settings.log_format, args.log_level or settings.log_level)
+    app = create_app(settings, insecure_no_auth=args.insecure_no_auth)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"serving on {args.host}: tokens travel in clear text unless a TLS proxy is in front",
+                      markup=False)
+    # log_config=None keeps uvicorn's own loggers on the root handler that configure_logging set up.
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=not args.no_access_log)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openhpo", description="Distributed hyperparameter optimization for "
                                      "PyTorch training scripts (WMLA HPO compatible).")
@@ -197,6 +214,22 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="INFO", help="Celery log level (default: INFO)")
     worker.add_argument("-n", "--hostname", default=None, help="Celery node name, e.g. gpu1@%%h")
     worker.set_defaults(func=cmd_worker)
+
+    api = sub.add_parser("api", help="run the REST API server (token from OPENHPO_API_TOKEN)",
+                         description="Serve the REST API with uvicorn. Settings come from OPENHPO_* variables; "
+                         "the server refuses to start without OPENHPO_API_TOKEN or OPENHPO_API_USERS.")
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; use 0.0.0.0 "
+                     "in a container)")
+    api.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    api.add_argument("--insecure-no-auth", action="store_true", help="accept requests without a token, every "
+                     "caller acting as administrator; only for a machine that you alone use")
+    api.add_argument("--log-level", default=None, help="log level (default: OPENHPO_LOG_LEVEL, else INFO)")
+    api.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    api.set_defaults(func=cmd_api)
+
+    from openhpo.cli_remote import add_remote_commands
+
+    add_remote_commands(sub)
     return parser
 
 
@@ -206,8 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except OpenHPOError as exc:
-        console.print(f"error: {exc}")
+        console.print(f"error: {exc}", markup=False, highlight=False)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
