@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path as PathParam, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from starlette.background import BackgroundTask
 
@@ -21,6 +21,9 @@ from openhpo.status import NO_VALUE, experiment
 from workers.runner import result_zip_key, zip_directory
 
 router = APIRouter(prefix="/execs", tags=["execs"])
+
+ExecId = Annotated[str, PathParam(description="the experiment's appId, <hpoName>-<experiment id>",
+                                  examples=["Admin-hpo-1-0"])]
 
 
 def parse_exec_id(exec_id: str) -> tuple[str, int]:
@@ -49,7 +52,7 @@ def _load(store: RedisStore, caller: Caller, exec_id: str) -> tuple[TaskRecord, 
 
 @router.get("/{exec_id}", summary="Get a trial as an exec", response_model=ExecInfo,
             response_model_exclude_none=True, responses=error_responses(400, 401, 403, 404))
-def get_exec(exec_id: str, store: StoreDep, caller: CallerDep) -> dict[str, Any]:
+def get_exec(exec_id: ExecId, store: StoreDep, caller: CallerDep) -> dict[str, Any]:
     task, trial = _load(store, caller, exec_id)
     entry = experiment(task.name, trial)
     model_spec = task.spec.get("modelSpec") or {}
@@ -80,10 +83,10 @@ def get_exec(exec_id: str, store: StoreDep, caller: CallerDep) -> dict[str, Any]
     return info
 
 
-@router.get("/{exec_id}/log", summary="Get a trial's training log", response_class=PlainTextResponse,
+@router.get("/{exec_id}/log", summary="Get a trial's training log", response_class=Response,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
                        **error_responses(400, 401, 403, 404)})
-def get_exec_log(exec_id: str, store: StoreDep, caller: CallerDep) -> PlainTextResponse:
+def get_exec_log(exec_id: ExecId, store: StoreDep, caller: CallerDep) -> PlainTextResponse:
     """Return the standard output and error of the trial's latest attempt, also while it runs (renewed with each
     heartbeat); the last 1 MiB of it. Empty while the trial is queued."""
     task, trial = _load(store, caller, exec_id)
@@ -102,7 +105,7 @@ def get_exec_log(exec_id: str, store: StoreDep, caller: CallerDep) -> PlainTextR
             responses={200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
                              "description": "RESULT_DIR of the latest attempt; Content-Disposition carries size="},
                        **error_responses(400, 401, 403, 404)})
-def get_exec_result(exec_id: str, store: StoreDep, caller: CallerDep) -> Response:
+def get_exec_result(exec_id: ExecId, store: StoreDep, caller: CallerDep) -> Response:
     """Send the trial's RESULT_DIR (val_dict_list.json, log/, model/, _submitted_code/) as a zip.
 
     When the directory is on this host (the API runs beside the worker, or shares its volume) it is zipped as it

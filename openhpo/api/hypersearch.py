@@ -6,7 +6,7 @@ import tarfile
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -40,10 +40,13 @@ _SUBMIT_BODY: dict[str, Any] = {
         "content": {
             "multipart/form-data": {"schema": {"$ref": "#/components/schemas/SubmitForm"}},
             "application/json": {"schema": {"$ref": "#/components/schemas/TaskDefinition"}},
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}},
         },
     },
 }
 
+TaskName = Annotated[str, Path(description="the task's hpoName", examples=["Admin-hpo-1"])]
 ClassicQuery = Annotated[bool | None, Query(description="respond as classic WMLA servers did (a bare JSON string "
                                                         "from a submit, 204 from delete-all); the server default "
                                                         "is OPENHPO_API_CLASSIC_RESPONSES")]
@@ -121,8 +124,9 @@ def _task_href(request: Request, name: str) -> str:
     summary="Submit a task",
     description="Submit a task as WMLA clients do, multipart/form-data with the parts `file` (a tar or tar.gz of "
                 "the model directory, or one .py script) and `data` (the task definition as a JSON string); or as "
-                "an application/json body holding the task definition and the `codeHash` of code uploaded with "
-                "`POST /code`. Answers `{uid, href, hpoName}`, or with `?classic=true` the bare name.",
+                "an application/json body that contains the task definition and the `codeHash` of code uploaded "
+                "with `POST /code`. A form without code may also be sent url-encoded. Returns `{uid, href, "
+                "hpoName}`, or with `?classic=true` the bare name.",
     response_model=CreationResponse,
     responses={200: {"content": {"application/json": {"schema": {
         "anyOf": [{"$ref": "#/components/schemas/CreationResponse"}, {"type": "string"}]}}}},
@@ -205,7 +209,7 @@ def delete_all_tasks(store: StoreDep, settings: SettingsDep, caller: CallerDep,
 
 @router.get("/{name}", summary="Get a task's status", response_model=TaskStatus, response_model_exclude_none=True,
             responses=error_responses(400, 401, 403, 404))
-def get_task(name: str, store: StoreDep, caller: CallerDep) -> dict[str, Any]:
+def get_task(name: TaskName, store: StoreDep, caller: CallerDep) -> dict[str, Any]:
     """WMLA's task-state object: state, counts, progress, every experiment and the best one."""
     task = store.get_task(name)
     caller.check_owner(task)
@@ -217,7 +221,7 @@ def get_task(name: str, store: StoreDep, caller: CallerDep) -> dict[str, Any]:
                                             "<name> is already stopped.`",
                              "content": {"text/plain": {"schema": {"type": "string"}}}},
                        **error_responses(401, 403, 404)})
-def stop_task(name: str, store: StoreDep, caller: CallerDep) -> Response:
+def stop_task(name: TaskName, store: StoreDep, caller: CallerDep) -> Response:
     """Stop gracefully: no new trials start and running ones are stopped; the task ends STOPPED when they have."""
     return _stop(store, caller, name, force=False)
 
@@ -226,7 +230,7 @@ def stop_task(name: str, store: StoreDep, caller: CallerDep) -> Response:
             responses={400: {"description": "the task has ended (plain text, as for a stop)",
                              "content": {"text/plain": {"schema": {"type": "string"}}}},
                        **error_responses(401, 403, 404)})
-def force_stop_task(name: str, store: StoreDep, caller: CallerDep) -> Response:
+def force_stop_task(name: TaskName, store: StoreDep, caller: CallerDep) -> Response:
     """Stop at once: the task ends STOPPED on the coordinator's next pass while its trial processes are killed."""
     return _stop(store, caller, name, force=True)
 
@@ -244,7 +248,7 @@ def _stop(store: RedisStore, caller: Caller, name: str, force: bool) -> Response
 
 @router.put("/{name}/restart", summary="Restart a stopped or failed task", response_model=TaskStatus,
             response_model_exclude_none=True, responses=error_responses(400, 401, 403, 404, 409))
-def restart_task(name: str, store: StoreDep, caller: CallerDep) -> dict[str, Any]:
+def restart_task(name: TaskName, store: StoreDep, caller: CallerDep) -> dict[str, Any]:
     """Put a STOPPED or FAILED task back in the queue; its ended trials are kept and count toward maxJobNum."""
     task = store.get_task(name)
     caller.check_owner(task)
@@ -254,7 +258,7 @@ def restart_task(name: str, store: StoreDep, caller: CallerDep) -> dict[str, Any
 
 
 @router.delete("/{name}", summary="Delete a task", status_code=204, responses=error_responses(400, 401, 403, 404, 409))
-def delete_task(name: str, store: StoreDep, caller: CallerDep) -> Response:
+def delete_task(name: TaskName, store: StoreDep, caller: CallerDep) -> Response:
     """Delete an ended task with its trials, logs and result archives; a running task gets 409."""
     task = store.get_task(name)
     caller.check_owner(task)

@@ -168,7 +168,7 @@ async def read_submit(request: Request, settings: ApiSettings) -> SubmitRequest:
         UnsupportedMediaError: neither multipart nor JSON.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _read_submit_form(request, settings)
     if content_type == "application/json" or content_type.endswith("+json"):
         _check_length(request, settings.max_json_body_bytes)
@@ -186,7 +186,8 @@ async def read_submit(request: Request, settings: ApiSettings) -> SubmitRequest:
                             "upload the code with POST /code and copy its codeHash")
         return SubmitRequest(body, None, code_hash)
     raise UnsupportedMediaError(f"content type {content_type or '(none)'!r} is not accepted; send multipart/form-data "
-                                "with parts file and data (WMLA), or application/json with a codeHash")
+                                "with the parts file and data (as WMLA clients do), or application/json with a "
+                                "codeHash")
 
 
 async def read_form(request: Request, settings: ApiSettings):
