@@ -36,6 +36,7 @@ from hpo_core.records import TrialState
 from hpo_core.spec import TaskSpec
 from workers import metrics as metrics_mod
 from workers.code import ArchiveError, cached_code_dir, model_root
+from workers.gpus import ACQUIRE_WAIT_SECONDS, GpuAllocator, GpuLease, NoFreeGpuError
 
 log = structlog.get_logger("openhpo.worker")
 
@@ -133,12 +134,17 @@ class TrialRunner:
         store: the Redis store.
         settings: work directory, heartbeat and lease timing, archive limits.
         gpus: device indices this runner may give the trial (``CUDA_VISIBLE_DEVICES``); ``None`` on CPU.
+        allocator: gives each trial GPUs of its own and samples their usage (see :mod:`workers.gpus`); it
+            replaces ``gpus``. ``None`` on a CPU host.
     """
 
-    def __init__(self, store: RedisStore, settings: Settings, gpus: list[int] | None = None):
+    def __init__(self, store: RedisStore, settings: Settings, gpus: list[int] | None = None,
+                 allocator: GpuAllocator | None = None):
         self.store = store
         self.settings = settings
         self.gpus = gpus
+        self.allocator = allocator
+        self._gpu_lease: GpuLease | None = None
         self.worker = worker_id()
         self._specs: dict[tuple[str, float], TaskSpec] = {}
 
@@ -165,12 +171,14 @@ class TrialRunner:
         except Exception as exc:  # a fault of ours must not leave the trial RUNNING
             bound.error("trial attempt crashed in the worker", exc_info=True)
             outcome = Outcome(TrialState.FAILED, reason=f"worker error: {type(exc).__name__}: {exc}")
+        usage = self._release_gpus()
         if outcome is None:
             return "lost"
         publish_result_zip(self.store, task, trial_id, attempt, attempt_dir, bound)
         written = self.store.finish(task, trial_id, attempt, outcome.state, metric=outcome.metric,
                                     metrics=outcome.metrics, reason=outcome.reason, exit_code=outcome.exit_code,
-                                    steps=outcome.steps, log=self._read_log(attempt_dir / "log" / "stdout"))
+                                    steps=outcome.steps, usage=usage,
+                                    log=self._read_log(attempt_dir / "log" / "stdout"))
         if outcome.state is TrialState.FAILED:
             bound.warning("trial failed", reason=outcome.reason, exit_code=outcome.exit_code, recorded=written)
         else:
@@ -246,6 +254,9 @@ class TrialRunner:
         except ArchiveError as exc:
             return Outcome(TrialState.FAILED, reason=str(exc))
         env = self._environment(task, trial_id, attempt, attempt_dir, cwd, claim.meta or {})
+        gpu_failure = self._acquire_gpus(spec, env, f"{task}:{trial_id}:{attempt}")
+        if gpu_failure is not None:
+            return gpu_failure
         log_path = attempt_dir / "log" / "stdout"
         result_path = attempt_dir / metrics_mod.RESULT_FILE
         with open(log_path, "wb") as log_file:
@@ -298,6 +309,7 @@ class TrialRunner:
                     bound.warning("heartbeat failed; retrying", exc_info=True)
                     continue
                 self._publish_log(task, trial_id, log_path)
+                self._sample_gpus()
                 if beat == "stop":
                     bound.info("stop requested; killing the trial's processes")
                     kill_group(process)
@@ -322,6 +334,32 @@ class TrialRunner:
         text = self._read_log(log_path)
         if text is not None:
             self.store.set_log(task, trial_id, text)
+
+    # --- GPU hooks: a trial's own GPUs and their usage samples (see workers.gpus) ----------------------------
+
+    def _acquire_gpus(self, spec: TaskSpec, env: dict[str, str], owner: str) -> Outcome | None:
+        """Give the trial GPUs of its own through ``env``; returns a failed outcome when none are free."""
+        count = 1 if spec.model.gpus_per_worker is None else spec.model.gpus_per_worker
+        if self.allocator is None or count == 0:
+            return None
+        try:
+            self._gpu_lease = self.allocator.acquire(count, wait=ACQUIRE_WAIT_SECONDS, owner=owner)
+        except (NoFreeGpuError, ValueError) as exc:
+            return Outcome(TrialState.FAILED, reason=str(exc))
+        env.update(self._gpu_lease.environment())
+        return None
+
+    def _sample_gpus(self) -> None:
+        if self._gpu_lease is not None:
+            self._gpu_lease.sample()
+
+    def _release_gpus(self) -> dict[str, Any]:
+        """Release the trial's GPUs and return their usage summary for the trial record; empty on the CPU."""
+        lease, self._gpu_lease = self._gpu_lease, None
+        if lease is None:
+            return {}
+        lease.release()
+        return lease.usage()
 
     @staticmethod
     def _tail(log_path: Path, lines: int = 8) -> str:

@@ -14,7 +14,7 @@ from broker.app import RUN_TRIAL, app
 from broker.logs import configure_logging
 from broker.settings import get_settings
 from broker.store import RedisStore
-from workers.gpus import assign_gpus
+from workers.gpus import GpuAllocator
 from workers.runner import TrialRunner
 
 log = structlog.get_logger("openhpo.worker")
@@ -26,7 +26,7 @@ def _get_runner() -> TrialRunner:
     if _runner is None:
         settings = get_settings()
         store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
-        _runner = TrialRunner(store, settings, gpus=assign_gpus())
+        _runner = TrialRunner(store, settings, allocator=GpuAllocator.from_environment(settings.work_dir))
     return _runner
 
 
