@@ -48,8 +48,11 @@ def _print_results(status: dict[str, Any], as_json: bool) -> None:
         out.print("no trial produced a result")
 
 
-def watch(store, name: str, quiet: bool = False, poll: float = 0.5) -> dict[str, Any]:
-    """Show a progress bar until the task ends; returns its final status."""
+def watch(store, name: str, quiet: bool = False, poll: float = 0.5, check=None) -> dict[str, Any]:
+    """Show a progress bar until the task ends; returns its final status.
+
+    ``check``, when given, is called on every poll and raises if the services the task needs have died.
+    """
     from openhpo.status import task_status
 
     status = task_status(store, name)
@@ -65,6 +68,8 @@ def watch(store, name: str, quiet: bool = False, poll: float = 0.5) -> dict[str,
             progress.update(bar, completed=status["complete"], best=f"running {status['running']}  {best_text}")
             if status["state"] in ("FINISHED", "FAILED", "STOPPED"):
                 return status
+            if check is not None:
+                check()
             time.sleep(poll)
 
 
@@ -113,7 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"(worker log: {cluster.worker_log})")
             name = submit(cluster.store, body, code, current_user())
             try:
-                status = watch(cluster.store, name, quiet=args.json)
+                status = watch(cluster.store, name, quiet=args.json, check=cluster.check_alive)
+            except RuntimeError as exc:
+                console.print(f"error: {exc}")
+                return 1
             except KeyboardInterrupt:
                 console.print("interrupted: stopping the task and shutting down")
                 cluster.store.request_stop(name, force=True)

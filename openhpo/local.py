@@ -159,6 +159,21 @@ class LocalCluster:
         log.info("local worker started", pid=self._worker_process.pid, concurrency=self.workers,
                  log=str(self.worker_log))
 
+    def check_alive(self) -> None:
+        """Raise when a process of the cluster has died, so a run never waits for workers that are gone.
+
+        Raises:
+            RuntimeError: naming the process, its exit code and where its log is.
+        """
+        if self._worker_process is not None and self._worker_process.poll() is not None:
+            raise RuntimeError(f"the local Celery worker exited with code {self._worker_process.returncode}; "
+                               f"see its log in {self.worker_log}")
+        if self._redis_process is not None and self._redis_process.poll() is not None:
+            raise RuntimeError(f"the embedded Redis exited with code {self._redis_process.returncode}; see "
+                               f"{self._tmp}/redis.log")
+        if self._coordinator_thread is not None and not self._coordinator_thread.is_alive():
+            raise RuntimeError("the coordinator thread stopped; rerun with --log-level INFO to see why")
+
     def close(self) -> None:
         """Stop the coordinator, the worker (and its trials) and the embedded Redis; safe to call twice."""
         self._stop.set()

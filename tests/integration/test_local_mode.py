@@ -81,3 +81,15 @@ def test_run_rejects_invalid_spec_before_starting(tmp_path):
     assert "hyperParams[0] (x).minDbVal" in stderr
     assert "swap the bounds" in stderr
     assert "local cluster" not in stderr
+
+
+def test_cluster_reports_dead_worker(tmp_path):
+    from openhpo.local import LocalCluster
+
+    with LocalCluster(workers=1, work_dir=tmp_path / "work", key_prefix=f"t{uuid.uuid4().hex[:8]}") as cluster:
+        cluster.check_alive()
+        os.killpg(cluster._worker_process.pid, signal.SIGKILL)
+        cluster._worker_process.wait(timeout=10)
+
+        with pytest.raises(RuntimeError, match="local Celery worker exited with code -9; see its log"):
+            cluster.check_alive()
