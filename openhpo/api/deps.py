@@ -14,8 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 from broker.store import RedisStore, TaskRecord
-from hpo_core.errors import SpecError
-from openhpo.api.errors import ForbiddenError, UnauthorizedError
+from openhpo.api.errors import ForbiddenError, InvalidRequestError, UnauthorizedError
 from openhpo.api.settings import USER_NAME_PATTERN, ApiSettings
 
 _bearer = HTTPBearer(auto_error=False, description="The API token: `Authorization: Bearer <token>`.")
@@ -62,8 +61,8 @@ def _claimed_name(request: Request, basic: HTTPBasicCredentials | None) -> str |
     if name is None or name == "":
         return None
     if not USER_NAME_PATTERN.match(name):
-        raise SpecError("X-User", "must be 1-64 letters, digits, '_', '.', '@' or '-'", name,
-                        "send a plain user name such as alice")
+        raise InvalidRequestError(f"user name {name[:80]!r} (X-User header or HTTP Basic user) must be 1-64 letters, "
+                                  "digits, '_', '.', '@' or '-'; send a plain user name such as alice")
     return name
 
 

@@ -14,6 +14,7 @@ definition, and carries the same code in the ``X-Error-Code`` header. ``code`` i
     ├── StateConflictError     409 state_conflict
     ├── PluginError            400 plugin_error
     └── ApiError               the status and code of each subclass below
+        ├── InvalidRequestError    400 invalid_request
         ├── UnauthorizedError      401 unauthorized
         ├── ForbiddenError         403 forbidden
         ├── NotFoundError          404 not_found
@@ -49,6 +50,11 @@ class ApiError(OpenHPOError):
 
     status = 400
     code = "bad_request"
+
+
+class InvalidRequestError(ApiError):
+    status = 400
+    code = "invalid_request"
 
 
 class UnauthorizedError(ApiError):

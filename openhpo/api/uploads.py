@@ -206,14 +206,15 @@ async def read_form(request: Request, settings: ApiSettings):
 
 
 def pick_upload(form) -> UploadFile | None:
-    """The code part: ``file``, else the only file part (the CPD notebook names the part after the script)."""
+    """Return the code part: ``file``, else the only file part besides ``data`` (the CPD notebook names the part
+    after the script)."""
     upload = form.get("file")
     if isinstance(upload, UploadFile):
         return upload
     if isinstance(upload, str) and upload:
         raise SpecError("file", "must be a file part, not a text field", upload[:80],
                         "send the archive as a file, e.g. files={'file': open(path, 'rb')}")
-    uploads = [value for _key, value in form.multi_items() if isinstance(value, UploadFile)]
+    uploads = [value for key, value in form.multi_items() if isinstance(value, UploadFile) and key != "data"]
     if len(uploads) > 1:
         raise SpecError("file", f"the form holds {len(uploads)} file parts", fix="send one file part named file")
     return uploads[0] if uploads else None
