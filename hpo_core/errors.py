@@ -14,7 +14,8 @@ Every message names the broken rule with the values involved and, where there is
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+from typing import Any, Iterable, Mapping
 
 
 class OpenHPOError(Exception):
@@ -74,3 +75,10 @@ class StateConflictError(OpenHPOError):
 
 class PluginError(OpenHPOError):
     code = "plugin_error"
+
+
+def misspelling_hint(given: Mapping[str, Any] | Iterable[str], expected: str) -> str:
+    """A hint naming a key of ``given`` that looks like a misspelling of the missing key ``expected``, or ``""``."""
+    keys = [k for k in given if isinstance(k, str) and k != expected]
+    close = difflib.get_close_matches(expected, keys, n=1, cutoff=0.75)
+    return f" (found {close[0]!r}: is it a misspelling of {expected!r}?)" if close else ""

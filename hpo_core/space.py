@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterator, Mapping, Sequence
 
-from hpo_core.errors import SpecError
+from hpo_core.errors import SpecError, misspelling_hint
 
 #: Spaces with at most this many points are sampled without replacement by enumerating what is left.
 ENUMERATION_LIMIT = 200_000
@@ -292,8 +292,10 @@ class Param:
         key = next((k for k in keys if entry.get(k)), keys[0])
         raw = entry.get(key)
         if not isinstance(raw, list) or not raw:
-            raise SpecError(f"{where}.{key}", "must be a non-empty list for a Discrete parameter", raw,
-                            f"list the values to try in {key}")
+            spellings = " or ".join(keys)
+            hint = "".join(misspelling_hint(entry, k) for k in keys[:1])
+            raise SpecError(f"{where}.{key}", "must be a non-empty list for a Discrete parameter" + hint, raw,
+                            f"list the values to try in {spellings}")
         choices: list[Any] = []
         for i, item in enumerate(raw):
             item_where = f"{where}.{key}[{i}]"
@@ -318,8 +320,8 @@ class Param:
         low_key, high_key = _BOUND_KEYS[data_type]
         for key in (low_key, high_key):
             if not _present(entry, key):
-                raise SpecError(f"{where}.{key}", "is missing", fix=f"a {data_type.name} Range needs {low_key} and "
-                                f"{high_key}")
+                raise SpecError(f"{where}.{key}", "is missing" + misspelling_hint(entry, key),
+                                fix=f"a {data_type.name} Range needs {low_key} and {high_key}")
         power = None
         if _present(entry, "power"):
             power = _number(entry["power"], f"{where}.power", "use a log base such as 10 or 2")

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hpo_core.errors import SpecError
+from hpo_core.errors import SpecError, misspelling_hint
 from hpo_core.records import Objective
 from hpo_core.space import SearchSpace
 
@@ -250,6 +250,10 @@ class TaskSpec:
         algorithm = BUILTIN_ALGORITHMS.get(raw_algorithm.strip().lower(), raw_algorithm.strip())
 
         metric = algo.get("objectiveMetric")
+        if metric is None:
+            raise SpecError("algoDef.objectiveMetric", "is missing" + misspelling_hint(algo, "objectiveMetric"),
+                            fix='name the key of val_dict_list.json entries to optimize, e.g. '
+                            '"objectiveMetric": "loss"')
         if not isinstance(metric, str) or not metric.strip():
             raise SpecError("algoDef.objectiveMetric", "must name a key of val_dict_list.json entries", metric,
                             'write e.g. "objectiveMetric": "loss"')
@@ -303,7 +307,8 @@ class TaskSpec:
             space = SearchSpace(())
         else:
             if body.get("hyperParams") is None:
-                raise SpecError("hyperParams", "is missing", fix=f"give the search space as a list, or use "
+                raise SpecError("hyperParams", "is missing" + misspelling_hint(body, "hyperParams"),
+                                fix="give the search space as a list, or use "
                                 '"algorithm": "ExperimentGridSearch" with "experiments"')
             space = SearchSpace.from_wmla(body.get("hyperParams"))
             if len(space) == 0:

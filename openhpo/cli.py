@@ -22,28 +22,42 @@ console = Console(stderr=True)
 out = Console()
 
 
-def _print_results(status: dict[str, Any], as_json: bool) -> None:
+def _print_results(status: dict[str, Any], as_json: bool, work_dir: Path | None = None) -> None:
+    """Print the final table, the failures with their reasons, and the best hyperparameters.
+
+    ``work_dir`` is where local trials ran; with it, each failure names its log file.
+    """
     if as_json:
         print(json.dumps(status, indent=2))
         return
-    table = Table(title=f"{status['hpoName']}: {status['state']}", show_lines=False)
-    for column in ("trial", "hyperparameters", "metric", "state", "duration (s)"):
-        table.add_column(column, overflow="fold")
+    objective = status["algoDef"].get("objectiveMetric", "metric")
+    table = Table(title=f"{status['hpoName']}: {status['state']}")
+    table.add_column("trial", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column(str(objective), justify="right", no_wrap=True)
+    table.add_column("time (s)", justify="right", no_wrap=True)
+    table.add_column("hyperparameters", overflow="fold")
     for exp in status["experiments"]:
-        metric = "-" if exp["metricVal"] == 9999.99 and exp["state"] != "FINISHED" else f"{exp['metricVal']:.6g}"
+        has_value = exp["state"] in ("FINISHED", "STOPPED") and exp["metricVal"] != 9999.99
+        metric = f"{exp['metricVal']:.6g}" if has_value else "-"
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in exp["values"].items())
-        state = exp["state"]
-        if exp.get("reason") and state != "FINISHED":
-            state += f" ({exp['reason'].splitlines()[0][:60]})"
-        table.add_row(str(exp["id"]), params, metric, state, f"{exp.get('duration', 0):.1f}")
+        table.add_row(str(exp["id"]), exp["state"], metric, f"{exp.get('duration', 0):.1f}", params)
     out.print(table)
+
+    for exp in status["experiments"]:
+        if exp["state"] == "FINISHED" or not exp.get("reason"):
+            continue
+        line = f"trial {exp['id']} {exp['state']}: {exp['reason'].splitlines()[0]}"
+        if work_dir is not None:
+            line += f"\n  log: {work_dir.resolve() / status['hpoName'] / str(exp['id'])}" \
+                    f"/attempt-{exp.get('attempt', 1)}/log/stdout"
+        out.print(line, soft_wrap=True)
     if status.get("reason"):
-        out.print(f"task ended: {status['reason']}")
+        out.print(f"task {status['state']}: {status['reason'].splitlines()[0]}", soft_wrap=True)
     best = status.get("best")
     if best:
-        objective = status["algoDef"].get("objectiveMetric", "metric")
-        out.print(f"best trial {best['id']}: {objective} = {best['metricVal']:.6g}")
-        out.print("best hyperparameters: " + json.dumps(best["values"]))
+        out.print(f"best trial {best['id']}: {objective} = {best['metricVal']:.6g}", soft_wrap=True)
+        out.print("best hyperparameters: " + json.dumps(best["values"]), soft_wrap=True)
     else:
         out.print("no trial produced a result")
 
@@ -77,7 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from broker.logs import configure_logging
     from broker.store import RedisStore
     from openhpo.local import LocalCluster, default_worker_count
-    from openhpo.submission import current_user, load_spec_file, submit
+    from hpo_core.errors import SpecError
+    from openhpo.submission import check_algorithm, current_user, load_spec_file, submit
     from workers.code import pack_directory
 
     configure_logging("console", args.log_level)
@@ -85,10 +100,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     body = load_spec_file(spec_path)
     from hpo_core.spec import TaskSpec
 
-    TaskSpec.parse(body)  # reject a bad definition before anything starts
+    # Reject a bad definition, algorithm settings or script path before anything starts.
+    spec = TaskSpec.parse(body)
+    check_algorithm(spec)
     code_dir = Path(args.code) if args.code else spec_path.resolve().parent
     if not code_dir.is_dir():
-        raise OpenHPOError(f"--code {code_dir}: not a directory; give the directory holding the training script")
+        raise SpecError("--code", "is not a directory", str(code_dir), "give the directory that holds the script")
+    if spec.model.main:
+        root = code_dir / spec.model.model_dir if spec.model.model_dir else code_dir
+        if not (root / spec.model.main).is_file():
+            raise SpecError("modelSpec.args", f"--model-main names no file in {root}", spec.model.main,
+                            "name the training script relative to the code directory, or pass --code DIR")
     code = pack_directory(code_dir)
 
     if args.broker:
@@ -133,9 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     if status["state"] in ("FINISHED", "FAILED", "STOPPED") and status["running"] == 0:
                         break
                     time.sleep(0.2)
-                _print_results(status, args.json)
+                _print_results(status, args.json, cluster.work_dir)
                 return 130
-            _print_results(status, args.json)
+            _print_results(status, args.json, cluster.work_dir)
             return 0 if status["state"] == "FINISHED" else 1
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -201,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a search on this machine (embedded Redis and local workers) or on "
-                         "--broker", description="Run a whole search locally and print the best hyperparameters.")
+                         "--broker", description="Run a whole search locally and print the best hyperparameters.",
+                         epilog="exit status: 0 the task FINISHED, 1 it FAILED or a service died, 2 the task "
+                         "definition or an option is invalid, 130 interrupted with Ctrl-C (the task is STOPPED)")
     run.add_argument("spec", help="JSON task definition (WMLA body: modelSpec, algoDef, hyperParams)")
     run.add_argument("--code", help="directory holding the training script (default: the spec file's directory)")
     run.add_argument("--workers", type=int, default=None,
@@ -211,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--work-dir", default=".openhpo/work", help="where trial directories go "
                      "(default: .openhpo/work)")
     run.add_argument("--json", action="store_true", help="print the final status as JSON, without a progress bar")
-    run.add_argument("--log-level", default="WARNING", help="log level of the services (default: WARNING)")
+    run.add_argument("--log-level", default="ERROR", help="log level of the local services' diagnostics on the "
+                     "terminal (default: ERROR; failed trials are listed after the table either way)")
     run.set_defaults(func=cmd_run)
 
     coord = sub.add_parser("coordinator", help="run the coordinator service (settings from OPENHPO_* variables)")

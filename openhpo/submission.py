@@ -46,14 +46,34 @@ def load_spec_file(path: Path) -> dict[str, Any]:
     return body
 
 
+def check_algorithm(spec: TaskSpec) -> None:
+    """Build the task's searcher once, so that an unknown algorithm or invalid ``algoParams`` fail at submit time.
+
+    Raises:
+        SpecError: naming the algorithm or the ``algoParams`` entry.
+    """
+    from hpo_core.algorithms import create_searcher
+    from hpo_core.algorithms.plugin import find_plugin
+
+    if spec.algorithm in BUILTIN_ALGORITHMS.values():
+        searcher = create_searcher(spec)
+        close = getattr(searcher, "close", None)
+        if callable(close):
+            close()
+    elif find_plugin(spec.algorithm) is None:
+        raise SpecError("algoDef.algorithm", "is not a built-in algorithm or an installed plugin", spec.algorithm,
+                        f"use one of {sorted(set(BUILTIN_ALGORITHMS.values()))}, or install the plugin first")
+
+
 def submit(store: RedisStore, body: dict[str, Any], code: bytes | None, creator: str) -> str:
     """Validate ``body``, store the code archive and create the task; returns the task name.
 
     Raises:
-        SpecError: the definition is invalid (nothing is stored).
+        SpecError: the definition or its algorithm settings are invalid (nothing is stored).
         TaskExistsError: ``hpoName`` is taken.
     """
     spec = TaskSpec.parse(body)
+    check_algorithm(spec)
     if spec.model.main and code is None:
         raise SpecError("file", "is missing: --model-main names a script but no code was uploaded",
                         fix="upload the model directory as a tar.gz, or use a plain command line")

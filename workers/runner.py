@@ -388,7 +388,10 @@ class TrialRunner:
             reason = f"script exited with code {returncode}"
             if returncode < 0:
                 reason = f"script killed by signal {-returncode}"
-            return Outcome(TrialState.FAILED, reason=reason + (f"; last output:\n{tail}" if tail else ""),
+            if tail:
+                # The last line of output is usually the exception; it leads so that one-line views show it.
+                reason += f": {tail.splitlines()[-1].strip()}\nlast output:\n{tail}"
+            return Outcome(TrialState.FAILED, reason=reason,
                            exit_code=returncode, steps=steps)
         try:
             entries = metrics_mod.read_entries(result_path)

@@ -111,8 +111,9 @@ def test_median_rule_stops_bad_trials(deployment):
     assert task_status(deployment.store, name)["best"]["values"] == {"x": 0.0}
 
 
-def test_plugin_runs_and_bad_plugin_fails_task(deployment, tmp_path):
+def test_plugin_runs_and_bad_plugin_fails_task(deployment, tmp_path, monkeypatch):
     plugin_dir = tmp_path / "plugins"
+    monkeypatch.setenv("OPENHPO_PLUGIN_DIR", str(plugin_dir))  # submit checks that the plugin is installed
     install_plugin(REPO / "examples" / "plugins" / "random_plugin", "random_plugin", plugin_dir)
     bad = tmp_path / "bad"
     bad.mkdir()
