@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from broker.store import RedisStore
-from hpo_core.errors import SpecError, StateConflictError
+from hpo_core.errors import SpecError, StateConflictError, TaskExistsError
 from hpo_core.records import TaskState
 from hpo_core.spec import TaskSpec, check_name
 from openhpo.api.deps import Caller, CallerDep, SettingsDep, StoreDep
@@ -28,6 +28,8 @@ log = structlog.get_logger("openhpo.api")
 
 #: Base path of every WMLA route.
 API_PREFIX = "/platform/rest/deeplearning/v1"
+#: Names generated for one submit before a collision with existing tasks is reported.
+GENERATED_NAME_ATTEMPTS = 5
 #: Task names that a route of /hypersearch uses as a path segment.
 RESERVED_NAMES = frozenset({"algorithm"})
 
@@ -98,17 +100,25 @@ def create_task(store: RedisStore, request: SubmitRequest, creator: str) -> tupl
     if members is not None:
         check_entry_script(spec, members)
 
-    name = spec.name or generate_name(creator)
-    check_name(name)
-    if name in RESERVED_NAMES:
-        raise SpecError("hpoName", "is reserved for a route of the API", name, "choose another name")
+    if spec.name is not None:
+        check_name(spec.name)
+        if spec.name in RESERVED_NAMES:
+            raise SpecError("hpoName", "is reserved for a route of the API", spec.name, "choose another name")
     if request.code is not None:
         digest = store.put_code(request.code.archive)
         _members.put(digest, members or [])
-    stored = dict(request.body)
-    stored["hpoName"] = name
-    store.create_task(name, stored, creator, digest)
-    return name, digest
+    for attempt in range(1, GENERATED_NAME_ATTEMPTS + 1):
+        name = spec.name or generate_name(creator)
+        stored = dict(request.body)
+        stored["hpoName"] = name
+        try:
+            store.create_task(name, stored, creator, digest)
+            return name, digest
+        except TaskExistsError:
+            # A generated name has a millisecond clock and three random digits, so concurrent submits may collide.
+            if spec.name is not None or attempt == GENERATED_NAME_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _classic(classic: bool | None, default: bool) -> bool:

@@ -245,3 +245,15 @@ def test_client_round_trip_on_app(app_client: Client):
     assert caught.value.status == 404
     assert caught.value.code == "task_not_found"
     assert app_client.health()["status"] == "ok"
+
+
+@pytest.mark.integration
+def test_client_generated_name_collision_retried(app_client: Client, monkeypatch):
+    names = iter(["alice-hpo-1", "alice-hpo-1", "alice-hpo-2"])
+    monkeypatch.setattr("openhpo.api.hypersearch.generate_name", lambda creator: next(names))
+    body = script_body("ok.py")
+    assert app_client.submit(body, SCRIPTS / "ok.py") == "alice-hpo-1"
+    assert app_client.submit(body, SCRIPTS / "ok.py") == "alice-hpo-2"
+    with pytest.raises(OpenHPOHTTPError) as caught:
+        app_client.submit(body, SCRIPTS / "ok.py", name="alice-hpo-1")
+    assert caught.value.status == 409
