@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from broker.logs import configure_logging  # noqa: E402
 from broker.store import RedisStore  # noqa: E402
 from openhpo.local import LocalCluster  # noqa: E402
 from openhpo.submission import submit  # noqa: E402
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    configure_logging("console", "WARNING")
 
     bare = bare_process_seconds(40)
     body = {

@@ -103,6 +103,24 @@ class Searcher(abc.ABC):
     def __init__(self, spec: TaskSpec):
         self.spec = spec
         self.space: SearchSpace = spec.space
+        self._keys: dict[int, tuple] = {}
+
+    def taken_keys(self, trials: Sequence[TrialView]) -> set[tuple]:
+        """The :meth:`SearchSpace.key` of every trial's configuration.
+
+        A trial's configuration never changes, so keys are cached by trial id; this keeps the cost of a proposal
+        from growing with the length of the history. Views with a negative id (proposals of the current batch)
+        are not cached.
+        """
+        keys = set()
+        for trial in trials:
+            key = self._keys.get(trial.id) if trial.id >= 0 else None
+            if key is None:
+                key = self.space.key(trial.config)
+                if trial.id >= 0:
+                    self._keys[trial.id] = key
+            keys.add(key)
+        return keys
 
     @abc.abstractmethod
     def suggest(self, n: int, trials: Sequence[TrialView]) -> Suggestion:

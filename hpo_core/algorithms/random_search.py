@@ -19,7 +19,7 @@ class RandomSearcher(Searcher):
     name = "Random"
 
     def suggest(self, n: int, trials: Sequence[TrialView]) -> Suggestion:
-        taken = {self.space.key(t.config) for t in trials}
+        taken = self.taken_keys(trials)
         configs = []
         for i in range(n):
             rng = random.Random(derived_seed(self.spec.seed, "random", len(trials) + i))
