@@ -19,11 +19,13 @@ from broker.settings import Settings, get_settings
 
 #: Name of the Celery task that runs one trial attempt.
 RUN_TRIAL = "openhpo.run_trial"
+#: Name of the Celery task that runs one member of an elastic (multi-worker) trial.
+RUN_MEMBER = "openhpo.run_member"
 
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("openhpo", broker=settings.celery_broker_url, include=["workers.tasks"])
+    app = Celery("openhpo", broker=settings.celery_broker_url, include=["workers.tasks", "workers.members"])
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -33,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
-        task_routes={RUN_TRIAL: {"queue": settings.queue}},
+        task_routes={RUN_TRIAL: {"queue": settings.queue}, RUN_MEMBER: {"queue": settings.queue}},
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
