@@ -27,7 +27,7 @@ from typing import Any, Callable
 import structlog
 from celery import Celery
 
-from broker.app import RUN_TRIAL
+from broker.app import RUN_MEMBER, RUN_TRIAL
 from broker.settings import Settings
 from broker.store import RedisStore, TaskRecord
 from hpo_core.algorithms import Decision, Scheduler, Searcher, TrialView, create_searcher
@@ -47,6 +47,22 @@ def _create_scheduler(spec: TaskSpec) -> Scheduler | None:
     except ImportError:
         return None
     return create_scheduler(spec)
+
+
+def trial_width(spec: TaskSpec, trial: Trial) -> tuple[int, int]:
+    """Return the minimum and maximum number of workers of a trial.
+
+    They are the trial meta's ``min_workers`` and ``max_workers`` when those are whole numbers >= 1, else
+    modelSpec's. The minimum never exceeds the maximum.
+    """
+    min_workers, max_workers = spec.model.min_workers, spec.model.max_workers
+    meta_max = trial.meta.get("max_workers")
+    meta_min = trial.meta.get("min_workers")
+    if isinstance(meta_max, int) and not isinstance(meta_max, bool) and meta_max >= 1:
+        max_workers = meta_max
+    if isinstance(meta_min, int) and not isinstance(meta_min, bool) and meta_min >= 1:
+        min_workers = meta_min
+    return min(min_workers, max_workers), max_workers
 
 
 class Coordinator:
@@ -133,7 +149,7 @@ class Coordinator:
 
         trials = self._load_trials(name, key, task.next_trial)
         trials = self._recover_lost(name, key, spec, trials, bound)
-        self._dispatch_queued(name, trials, bound)
+        self._dispatch_queued(name, trials, bound, spec)
 
         if task.stop:
             self._handle_stop(name, task, trials, bound)
@@ -168,7 +184,7 @@ class Coordinator:
                     return
                 if created:
                     new_trials = self.store.get_trials_by_id(name, created)
-                    self._dispatch_queued(name, new_trials, bound)
+                    self._dispatch_queued(name, new_trials, bound, spec)
                     trials = trials + new_trials
                     active = active + new_trials
         budget_spent = budget_left is not None and len(trials) >= spec.max_jobs
@@ -249,7 +265,7 @@ class Coordinator:
             changed = changed or outcome in ("requeued", "failed", "stopped")
         return self._load_trials(name, key, len(trials)) if changed else trials
 
-    def _dispatch_queued(self, name: str, trials: list[Trial], bound) -> None:
+    def _dispatch_queued(self, name: str, trials: list[Trial], bound, spec: TaskSpec | None = None) -> None:
         queued = [t for t in trials if t.state is TrialState.QUEUED]
         if not queued:
             return
@@ -257,11 +273,38 @@ class Coordinator:
         for trial, sent_attempt in zip(queued, sent):
             if sent_attempt == trial.attempt:
                 continue
+            if self._send_members(name, trial, spec, bound):
+                self.store.mark_dispatched(name, trial.id, trial.attempt)
+                continue
             self.app.send_task(RUN_TRIAL, kwargs={"task": name, "trial": trial.id, "attempt": trial.attempt,
                                                   "params": trial.config},
                                queue=self.settings.queue)
             self.store.mark_dispatched(name, trial.id, trial.attempt)
             bound.info("trial queued", trial=trial.id, attempt=trial.attempt, params=trial.config)
+
+    def _send_members(self, name: str, trial: Trial, spec: TaskSpec | None, bound) -> bool:
+        """Send one member message per worker slot when the trial is elastic (wider than one worker).
+
+        The width is modelSpec's minWorkers and maxWorkers, or ``min_workers`` and ``max_workers`` in the trial's
+        meta, so that an algorithm can give some trials (Hyperband's higher rungs, say) more workers. The members
+        gather through Redis and run the trial together (see :mod:`edt.gang`).
+
+        Returns:
+            Whether the trial was sent as members; ``False`` leaves it to the single-worker message.
+        """
+        if spec is None:
+            return False
+        min_workers, max_workers = trial_width(spec, trial)
+        if max_workers <= 1:
+            return False
+        for slot in range(max_workers):
+            self.app.send_task(RUN_MEMBER, kwargs={"task": name, "trial": trial.id, "attempt": trial.attempt,
+                                                   "slot": slot, "min_workers": min_workers,
+                                                   "max_workers": max_workers, "params": trial.config},
+                               queue=self.settings.queue)
+        bound.info("elastic trial queued", trial=trial.id, attempt=trial.attempt, min_workers=min_workers,
+                   max_workers=max_workers, params=trial.config)
+        return True
 
     def _handle_stop(self, name: str, task: TaskRecord, trials: list[Trial], bound) -> None:
         for trial in trials:
