@@ -26,7 +26,7 @@ _basic = HTTPBasic(auto_error=False, description="Any user name and the API toke
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request.
+    """The sender of a request.
 
     Attributes:
         name: the user name recorded as the creator of the tasks this caller submits.
@@ -56,7 +56,7 @@ StoreDep = Annotated[RedisStore, Depends(get_store)]
 
 
 def _claimed_name(request: Request, basic: HTTPBasicCredentials | None) -> str | None:
-    """The user name the request names for itself: the X-User header, else the HTTP Basic user name."""
+    """Return the user name that the request gives for itself: the X-User header, else the HTTP Basic user."""
     name = request.headers.get("X-User") or (basic.username if basic else None)
     if name is None or name == "":
         return None
@@ -83,7 +83,11 @@ def get_caller(
     if request.app.state.insecure_no_auth:
         return Caller(name=claimed or settings.api_admin_name, admin=True)
 
-    token = (bearer.credentials if bearer else None) or token_header or (basic.password if basic else None)
+    token = bearer.credentials if bearer is not None else None
+    if not token:
+        token = token_header
+    if not token and basic is not None:
+        token = basic.password
     if not token:
         raise UnauthorizedError("authentication required: send the API token as `Authorization: Bearer <token>` "
                                 "or `X-Auth-Token: <token>`")

@@ -2,7 +2,7 @@
 
 Every error response is a JSON object ``{"code", "message"}``, plus ``field`` and ``fix`` for an invalid task
 definition, and carries the same code in the ``X-Error-Code`` header. ``code`` is stable and machine-readable;
-``message`` is for people. One response keeps WMLA's plain-text body: stopping a task that has ended answers
+``message`` is for people. One response keeps WMLA's plain-text body: a stop request for a task that has ended gets
 ``Error 400: Model tuning <name> is already stopped.``.
 
 ::
@@ -108,7 +108,7 @@ _CODE_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 40
 
 
 def already_stopped(name: str) -> PlainTextResponse:
-    """WMLA's answer to a stop request for a task that has ended, body and status as WMLA sends them."""
+    """Build WMLA's response to a stop request for a task that has ended, with WMLA's body and status."""
     return PlainTextResponse(f"Error 400: Model tuning {name} is already stopped.", status_code=400,
                              headers={ERROR_CODE_HEADER: "already_stopped"})
 
@@ -142,7 +142,7 @@ async def _openhpo_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    """A FastAPI error location such as ``("query", "state")`` as ``query.state``; list indices in brackets."""
+    """Format a FastAPI error location such as ``("query", "state")`` as ``query.state``, indices in brackets."""
     text = ""
     for part in loc:
         if isinstance(part, int):

@@ -2,7 +2,7 @@
 
 The request models document the task definition in the OpenAPI schema. Validation itself is
 :meth:`hpo_core.spec.TaskSpec.parse`, which is lenient where WMLA clients vary (numbers sent as strings, enum case)
-and names the JSON path of every rejected field; so the models below accept those variants too.
+and names the JSON path of every rejected field. The models below therefore accept those variants too.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class ErrorBody(BaseModel):
 
 
 class CreationResponse(BaseModel):
-    """The answer to a submit (the bare ``hpoName`` string instead with ``?classic=true``)."""
+    """The response to a submit (the bare ``hpoName`` string instead with ``?classic=true``)."""
 
     uid: str
     href: str
@@ -197,7 +197,7 @@ class SkippedTask(BaseModel):
 
 
 class DeleteAllResponse(BaseModel):
-    """What ``DELETE /hypersearch`` did: ended tasks are deleted, running ones are left running and listed."""
+    """The result of ``DELETE /hypersearch``: ended tasks are deleted, running ones are left running and listed."""
 
     deleted: list[str]
     skipped: list[SkippedTask]

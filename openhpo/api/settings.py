@@ -18,7 +18,7 @@ class ApiSettings(Settings):
 
     ``api_token`` (``OPENHPO_API_TOKEN``) is the administrator token: it may act on every task, and the creator of
     what it submits is the ``X-User`` header, the user name of HTTP Basic credentials, or ``api_admin_name``.
-    ``api_users`` maps user names to tokens of their own; such a token acts as that user only and sees only that
+    ``api_users`` maps user names to tokens of their own; such a token acts as that user only and lists only that
     user's tasks.
     """
 
@@ -28,8 +28,8 @@ class ApiSettings(Settings):
     api_users: dict[str, str] = Field(default_factory=dict)
     #: Creator name for requests made with the administrator token and no X-User header.
     api_admin_name: str = "admin"
-    #: Answer ``POST /hypersearch`` with the bare task name and ``DELETE /hypersearch`` with 204, as classic WMLA
-    #: servers did; a request can ask for the same with ``?classic=true``.
+    #: Respond to ``POST /hypersearch`` with the bare task name and to ``DELETE /hypersearch`` with 204, as classic
+    #: WMLA servers did; a request can ask for the same with ``?classic=true``.
     api_classic_responses: bool = False
     #: Most bytes of a JSON request body (a task definition without code).
     max_json_body_bytes: int = Field(8 * 1024 * 1024, gt=0)

@@ -216,7 +216,7 @@ def pick_upload(form) -> UploadFile | None:
                         "send the archive as a file, e.g. files={'file': open(path, 'rb')}")
     uploads = [value for key, value in form.multi_items() if isinstance(value, UploadFile) and key != "data"]
     if len(uploads) > 1:
-        raise SpecError("file", f"the form holds {len(uploads)} file parts", fix="send one file part named file")
+        raise SpecError("file", f"the form contains {len(uploads)} file parts", fix="send one file part named file")
     return uploads[0] if uploads else None
 
 

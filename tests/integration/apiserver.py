@@ -20,7 +20,7 @@ DIGITS = REPO / "examples" / "digits"
 
 
 def start_api(deployment, *extra_args: str, token: str = TOKEN, **env: str) -> str:
-    """Start ``openhpo api`` for ``deployment`` and return its base URL once ``/health`` answers 200."""
+    """Start ``openhpo api`` for ``deployment`` and return its base URL once ``/health`` returns 200."""
     port = free_port()
     process = deployment.spawn([sys.executable, "-m", "openhpo.cli", "api", "--port", str(port), *extra_args],
                                "api", OPENHPO_API_TOKEN=token, OPENHPO_LOG_FORMAT="console", **env)

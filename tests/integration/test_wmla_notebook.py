@@ -1,9 +1,9 @@
 """A WMLA HPO notebook's client code, run unchanged against openhpo's API.
 
-The cells below are written the way IBM's WMLA HPO notebooks talk to the service: ``requests`` with a multipart
-``file`` part and a ``data`` part holding ``json.dumps`` of the body, a bare-string task name from the classic
-servers (or ``{"uid", "href"}`` from the CPD build), and polling ``GET /hypersearch/{name}`` while the state is
-SUBMITTED or RUNNING.
+The cells below talk to the service the way IBM's WMLA HPO notebooks do. They send ``requests`` with a multipart
+``file`` part and a ``data`` part that contains ``json.dumps`` of the body. They read a bare-string task name from
+the classic servers, or ``{"uid", "href"}`` from the CPD build, and poll ``GET /hypersearch/{name}`` while the
+state is SUBMITTED or RUNNING.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_wmla_notebooks_run_unchanged(deployment, tmp_path: Path):
     assert cpd["best"]["appId"] == f"{cpd_name}-0"
     assert cpd["algoDef"]["algorithm"] == "Random"
 
-    # --- clean-up cells: delete every task of the user; classic servers answer 204 ---
+    # --- clean-up cells: delete every task of the user; classic servers return 204 ---
     r = requests.delete(f"{base_url}/hypersearch", auth=auth)
     assert r.status_code == 204
     remaining = [task["hpoName"] for task in requests.get(f"{base_url}/hypersearch", auth=auth).json()]
