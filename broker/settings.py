@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_archive_bytes: int = 100 * 1024 * 1024
     #: Most files an uploaded code archive may hold.
     max_archive_files: int = 10_000
+    #: Modules a worker's warm interpreter imports once, comma-separated; trial scripts given with --model-main
+    #: are forked from it, so they skip those imports. Empty: every trial starts a fresh interpreter.
+    warm_imports: str = "torch"
     #: Log format: "json" for services, "console" for a terminal.
     log_format: str = "json"
     log_level: str = "INFO"

@@ -68,6 +68,8 @@ class Deployment:
             "OPENHPO_VISIBILITY_TIMEOUT": "60",
             "OPENHPO_LOG_LEVEL": "INFO",
             "OPENHPO_COORDINATOR_LOCK_TTL": "2",
+            # Trials fork from a warm interpreter as in production, preloading a cheap module instead of torch.
+            "OPENHPO_WARM_IMPORTS": "json",
             "PYTHONPATH": str(REPO),
         })
         env.update(extra)

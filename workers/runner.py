@@ -36,6 +36,7 @@ from hpo_core.records import TrialState
 from hpo_core.spec import TaskSpec
 from workers import metrics as metrics_mod
 from workers.code import ArchiveError, cached_code_dir, model_root
+from workers.warm import WarmLauncher
 from workers.gpus import ACQUIRE_WAIT_SECONDS, GpuAllocator, GpuLease, NoFreeGpuError
 
 log = structlog.get_logger("openhpo.worker")
@@ -139,9 +140,10 @@ class TrialRunner:
     """
 
     def __init__(self, store: RedisStore, settings: Settings, gpus: list[int] | None = None,
-                 allocator: GpuAllocator | None = None):
+                 allocator: GpuAllocator | None = None, launcher: WarmLauncher | None = None):
         self.store = store
         self.settings = settings
+        self.launcher = launcher
         self.gpus = gpus
         self.allocator = allocator
         self._gpu_lease: GpuLease | None = None
@@ -260,12 +262,17 @@ class TrialRunner:
         log_path = attempt_dir / "log" / "stdout"
         result_path = attempt_dir / metrics_mod.RESULT_FILE
         with open(log_path, "wb") as log_file:
-            try:
-                process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True,
-                                           preexec_fn=_die_with_parent)
-            except OSError as exc:
-                return Outcome(TrialState.FAILED, reason=f"cannot start {command[0]!r}: {exc}")
+            process = None
+            if self.launcher is not None and spec.model.main and spec.model.main.endswith(".py"):
+                # command is [python, -u, script, args...]; the warm interpreter runs script and args.
+                process = self.launcher.launch(command[2:], str(cwd), env, str(log_path))
+            if process is None:
+                try:
+                    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file,
+                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                               start_new_session=True, preexec_fn=_die_with_parent)
+                except OSError as exc:
+                    return Outcome(TrialState.FAILED, reason=f"cannot start {command[0]!r}: {exc}")
             stop_reason = self._supervise(process, task, trial_id, attempt, spec, result_path, log_path, bound)
         if stop_reason == "lost":
             bound.warning("trial attempt lost its lease; process killed, nothing recorded")

@@ -16,6 +16,7 @@ from broker.settings import get_settings
 from broker.store import RedisStore
 from workers.gpus import GpuAllocator
 from workers.runner import TrialRunner
+from workers.warm import WarmLauncher
 
 log = structlog.get_logger("openhpo.worker")
 _runner: TrialRunner | None = None
@@ -26,7 +27,9 @@ def _get_runner() -> TrialRunner:
     if _runner is None:
         settings = get_settings()
         store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
-        _runner = TrialRunner(store, settings, allocator=GpuAllocator.from_environment(settings.work_dir))
+        launcher = WarmLauncher(settings.warm_imports.split(","))
+        _runner = TrialRunner(store, settings, allocator=GpuAllocator.from_environment(settings.work_dir),
+                              launcher=launcher)
     return _runner
 
 
@@ -35,7 +38,10 @@ def _init_process(**_kwargs) -> None:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     global _runner
-    _runner = None  # each forked child opens its own Redis connection
+    _runner = None  # each forked child opens its own Redis connection and warm interpreter
+    runner = _get_runner()
+    if runner.launcher is not None:
+        runner.launcher.start()
 
 
 @worker_ready.connect

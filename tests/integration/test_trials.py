@@ -21,7 +21,7 @@ def _attempt_dir(deployment, name: str, trial_id: int, attempt: int = 1) -> Path
 
 
 def _process_alive_with(fragment: str) -> list[int]:
-    """Pids of live processes whose environment or command line mentions ``fragment``."""
+    """Pids of live processes whose environment, command line or working directory mentions ``fragment``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -34,7 +34,13 @@ def _process_alive_with(fragment: str) -> list[int]:
             continue
         if "State:\tZ" in status:
             continue
-        if fragment.encode() in cmdline or fragment.encode() in environ:
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        # A trial forked from the warm interpreter keeps the zygote's command line and initial environment, so
+        # it is found by its working directory.
+        if fragment.encode() in cmdline or fragment.encode() in environ or fragment in cwd:
             found.append(int(entry.name))
     return found
 
