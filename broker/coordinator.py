@@ -33,7 +33,7 @@ from broker.store import RedisStore, TaskRecord
 from hpo_core.algorithms import Decision, Scheduler, Searcher, TrialView, create_searcher
 from hpo_core.errors import OpenHPOError, SpecError
 from hpo_core.records import TaskState, Trial, TrialState
-from hpo_core.spec import TaskSpec
+from hpo_core.spec import BUILTIN_ALGORITHMS, TaskSpec
 
 log = structlog.get_logger("openhpo.coordinator")
 
@@ -353,8 +353,7 @@ class Coordinator:
         try:
             searcher = self._searcher(name, key, spec)
             suggestion = searcher.suggest(wanted, views)
-            if spec.algorithm not in ("Random", "Tpe", "Bayesian", "Hyperband", "ASHA", "BOHB",
-                                      "ExperimentGridSearch"):
+            if spec.algorithm not in BUILTIN_ALGORITHMS.values():  # a plugin's proposals are checked here
                 suggestion.configs = [spec.space.check_config(c, f"algorithm {spec.algorithm} proposal {i}")
                                       for i, c in enumerate(suggestion.configs)]
             state: dict[str, Any] | None = searcher.get_state()
