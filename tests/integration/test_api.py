@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, SCRIPTS, script_body, wait_for
-from tests.integration.apiserver import DIGITS, PREFIX, TOKEN, digits_body, model_dir_tar, start_api
-from tests.integration.test_trials import _process_alive_with
+from tests.integration.apiserver import (DIGITS, PREFIX, TOKEN, digits_body, live_processes, model_dir_tar,
+                                        start_api)
 
 pytestmark = pytest.mark.integration
 
@@ -121,11 +121,11 @@ def test_api_stop_restart_delete(deployment):
     _wait_state(url, "sleepy", ("RUNNING",))
     wait_for(lambda: _status(url, "sleepy")["running"] == 2, 30, what="two running trials")
     fragment = str(deployment.work_dir / "sleepy")
-    wait_for(lambda: len(_process_alive_with(fragment)) >= 2, 15, what="two trial processes")
+    wait_for(lambda: len(live_processes(fragment)) >= 2, 15, what="two trial processes")
 
     stopped_at = time.monotonic()
     assert httpx.put(f"{url}{PREFIX}/hypersearch/sleepy", headers=AUTH).status_code == 204
-    wait_for(lambda: not _process_alive_with(fragment), 10, what="trial processes to end after the stop")
+    wait_for(lambda: not live_processes(fragment), 10, what="trial processes to end after the stop")
     status = _wait_state(url, "sleepy", ("STOPPED",), timeout=10)
     assert time.monotonic() - stopped_at < 10
     assert {e["state"] for e in status["experiments"]} == {"STOPPED"}
@@ -145,7 +145,7 @@ def test_api_stop_restart_delete(deployment):
 
     assert httpx.put(f"{url}{PREFIX}/hypersearch/sleepy/force", headers=AUTH).status_code == 204
     _wait_state(url, "sleepy", ("STOPPED",), timeout=10)
-    wait_for(lambda: not _process_alive_with(fragment), 10, what="trial processes to end after the force stop")
+    wait_for(lambda: not live_processes(fragment), 10, what="trial processes to end after the force stop")
     status = _status(url, "sleepy")
     assert len(status["experiments"]) == 4
     assert httpx.delete(f"{url}{PREFIX}/hypersearch/sleepy", headers=AUTH).status_code == 204
