@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     #: Modules a worker's warm interpreter imports once, comma-separated; trial scripts given with --model-main
     #: are forked from it, so they skip those imports. Empty: every trial starts a fresh interpreter.
     warm_imports: str = "torch"
+    #: Largest zip of a trial's RESULT_DIR that a worker stores in Redis for the API to serve; 0 stores none.
+    max_result_zip_bytes: int = Field(32 * 1024 * 1024, ge=0)
     #: Log format: "json" for services, "console" for a terminal.
     log_format: str = "json"
     log_level: str = "INFO"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.store import RedisStore
-from hpo_core.errors import SpecError
+from hpo_core.errors import SpecError, TaskExistsError
 from hpo_core.spec import BUILTIN_ALGORITHMS, TaskSpec, check_name
 
 
@@ -77,11 +77,8 @@ def submit(store: RedisStore, body: dict[str, Any], code: bytes | None, creator:
     if spec.model.main and code is None:
         raise SpecError("file", "is missing: --model-main names a script but no code was uploaded",
                         fix="upload the model directory as a tar.gz, or use a plain command line")
-    name = spec.name or generate_name(creator)
-    check_name(name)
     digest = store.put_code(code) if code is not None else None
     stored = dict(body)
-    stored["hpoName"] = name
     if spec.seed is None and spec.algorithm in BUILTIN_ALGORITHMS.values():
         # Fix the seed now, in the stored definition, so that a restarted coordinator proposes what the first
         # one would have proposed, and the search can be repeated.
@@ -91,5 +88,15 @@ def submit(store: RedisStore, body: dict[str, Any], code: bytes | None, creator:
         algo["algoParams"] = {**params, "RandomSeed": seed["value"]} if isinstance(params, dict) else \
             [*params, seed]
         stored["algoDef"] = algo
-    store.create_task(name, stored, creator, digest)
-    return name
+    # A generated name can collide with a concurrent submit in the same millisecond: draw another.
+    for _ in range(5):
+        name = spec.name or generate_name(creator)
+        check_name(name)
+        stored["hpoName"] = name
+        try:
+            store.create_task(name, stored, creator, digest)
+            return name
+        except TaskExistsError:
+            if spec.name:
+                raise
+    raise TaskExistsError(name)

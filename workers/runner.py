@@ -176,7 +176,8 @@ class TrialRunner:
         usage = self._release_gpus()
         if outcome is None:
             return "lost"
-        publish_result_zip(self.store, task, trial_id, attempt, attempt_dir, bound)
+        publish_result_zip(self.store, task, trial_id, attempt, attempt_dir, bound,
+                           self.settings.max_result_zip_bytes)
         written = self.store.finish(task, trial_id, attempt, outcome.state, metric=outcome.metric,
                                     metrics=outcome.metrics, reason=outcome.reason, exit_code=outcome.exit_code,
                                     steps=outcome.steps, usage=usage,
@@ -413,7 +414,7 @@ class TrialRunner:
 # An API server that does not share the worker's disk serves GET /execs/{id}/result from a zip of RESULT_DIR that
 # the worker stores in Redis at the end of each attempt, up to a size limit.
 
-#: Default largest zipped RESULT_DIR stored in Redis; OPENHPO_MAX_RESULT_ZIP_BYTES overrides it and 0 turns it off.
+#: Default largest zipped RESULT_DIR stored in Redis (``Settings.max_result_zip_bytes``, OPENHPO_MAX_RESULT_ZIP_BYTES).
 MAX_RESULT_ZIP_BYTES = 32 * 1024 * 1024
 
 
@@ -442,12 +443,15 @@ def zip_directory(directory: Path, output: Any, max_bytes: int | None = None) ->
     return max_bytes is None or output.tell() <= max_bytes
 
 
-def publish_result_zip(store: RedisStore, task: str, trial_id: int, attempt: int, attempt_dir: Path, bound) -> None:
-    """Store a zip of the attempt's RESULT_DIR in Redis, or the reason it was left out; never raises."""
+def publish_result_zip(store: RedisStore, task: str, trial_id: int, attempt: int, attempt_dir: Path, bound,
+                       limit: int = MAX_RESULT_ZIP_BYTES) -> None:
+    """Store a zip of the attempt's RESULT_DIR in Redis, or the reason it was left out; never raises.
+
+    ``limit`` is the largest zip stored, in bytes (``Settings.max_result_zip_bytes``); 0 stores none.
+    """
     import io
 
     try:
-        limit = int(os.environ.get("OPENHPO_MAX_RESULT_ZIP_BYTES", MAX_RESULT_ZIP_BYTES))
         if limit <= 0:
             return
         key = result_zip_key(store, task, trial_id)
