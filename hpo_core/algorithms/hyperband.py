@@ -390,7 +390,7 @@ class ASHASearcher(Searcher):
                 rungs.setdefault(rung, []).append(view)
             if isinstance(view.meta.get("parent"), int):
                 promoted.add(view.meta["parent"])
-        taken = {self.space.key(view.config) for view in trials}
+        taken = self.taken_keys(trials)
 
         batch = _Batch(max(n, 0))
         new_count = 0
