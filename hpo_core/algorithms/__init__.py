@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from hpo_core.algorithms.base import Decision, Scheduler, Searcher, Suggestion, TrialView
+from hpo_core.algorithms.bayesian import BayesianSearcher
 from hpo_core.algorithms.bohb import BOHBSearcher
 from hpo_core.algorithms.grid import ExperimentGridSearcher
 from hpo_core.algorithms.hyperband import ASHASearcher, HyperbandSearcher
@@ -14,13 +15,14 @@ from hpo_core.errors import SpecError
 from hpo_core.spec import TaskSpec
 
 __all__ = ["Decision", "Scheduler", "Searcher", "Suggestion", "TrialView", "RandomSearcher", "TPESearcher",
-           "HyperbandSearcher", "ASHASearcher", "BOHBSearcher", "ExperimentGridSearcher", "BUILTIN_SEARCHERS",
-           "create_searcher"]
+           "BayesianSearcher", "HyperbandSearcher", "ASHASearcher", "BOHBSearcher", "ExperimentGridSearcher",
+           "BUILTIN_SEARCHERS", "create_searcher"]
 
 #: Built-in searchers by canonical algorithm name (see hpo_core.spec.BUILTIN_ALGORITHMS).
 BUILTIN_SEARCHERS: dict[str, Callable[[TaskSpec], Searcher]] = {
     "Random": RandomSearcher,
     "Tpe": TPESearcher,
+    "Bayesian": BayesianSearcher,
     "Hyperband": HyperbandSearcher,
     "ASHA": ASHASearcher,
     "BOHB": BOHBSearcher,
