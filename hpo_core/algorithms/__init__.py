@@ -11,17 +11,33 @@ from hpo_core.algorithms.grid import ExperimentGridSearcher
 from hpo_core.algorithms.hyperband import ASHASearcher, HyperbandSearcher
 from hpo_core.algorithms.random_search import RandomSearcher
 from hpo_core.algorithms.tpe import TPESearcher
+from hpo_core.algorithms.tpe_hyperopt import HyperoptTPESearcher
 from hpo_core.errors import SpecError
 from hpo_core.spec import TaskSpec
 
 __all__ = ["Decision", "Scheduler", "Searcher", "Suggestion", "TrialView", "RandomSearcher", "TPESearcher",
-           "BayesianSearcher", "HyperbandSearcher", "ASHASearcher", "BOHBSearcher", "ExperimentGridSearcher",
-           "BUILTIN_SEARCHERS", "create_searcher"]
+           "HyperoptTPESearcher", "BayesianSearcher", "HyperbandSearcher", "ASHASearcher", "BOHBSearcher",
+           "ExperimentGridSearcher", "BUILTIN_SEARCHERS", "create_searcher", "create_tpe"]
+
+def create_tpe(spec: TaskSpec) -> Searcher:
+    """The TPE searcher that ``algoParams`` ``Engine`` names: ``parzen`` (the default) or ``hyperopt``.
+
+    Raises:
+        SpecError: an unknown engine.
+    """
+    engine = spec.algo_params.get("Engine", "parzen").strip().lower()
+    if engine == "parzen":
+        return TPESearcher(spec)
+    if engine == "hyperopt":
+        return HyperoptTPESearcher(spec)
+    raise SpecError("algoDef.algoParams.Engine", "is not a known TPE engine", spec.algo_params["Engine"],
+                    'use "parzen" (multivariate, the default) or "hyperopt" (hyperopt\'s univariate TPE)')
+
 
 #: Built-in searchers by canonical algorithm name (see hpo_core.spec.BUILTIN_ALGORITHMS).
 BUILTIN_SEARCHERS: dict[str, Callable[[TaskSpec], Searcher]] = {
     "Random": RandomSearcher,
-    "Tpe": TPESearcher,
+    "Tpe": create_tpe,
     "Bayesian": BayesianSearcher,
     "Hyperband": HyperbandSearcher,
     "ASHA": ASHASearcher,
