@@ -102,6 +102,8 @@ class GatherResult:
     state: str
     delay: float = 0.0
     reason: str = ""
+    #: Whether a ``yield`` came from ``gather_timeout`` rather than from an older gang.
+    timed_out: bool = False
 
 
 def advertised_address(redis_url: str, configured: str = "") -> str:
@@ -195,7 +197,7 @@ class GangMember:
             if waited >= self.settings.gather_timeout:
                 return GatherResult("yield", delay=self._yield_delay(),
                                     reason=f"{status.live} of {self.order.min_workers} members gathered in "
-                                           f"{waited:.0f} s")
+                                           f"{waited:.0f} s", timed_out=True)
             time.sleep(self.settings.poll_interval)
 
     def _yield_delay(self) -> float:

@@ -222,7 +222,6 @@ class _Membership:
         self.command: list[str] = []
         self.process: subprocess.Popen | None = None
         self.returncode: int | None = None
-        self.started = time.monotonic()
         self.launches = 0
         self.rejoins = 0
         self._steps_mtime = 0.0
@@ -233,8 +232,11 @@ class _Membership:
         if phase == "gathering":
             gathered = self.member.gather(owner=f"gang/{self.runner.worker}")
             if gathered.state == "yield":
-                self.bound.info("member gives its worker slot back", reason=gathered.reason,
-                                retry_in=round(gathered.delay, 2), yields=self.order.yields + 1)
+                yields = self.order.yields + 1
+                # A gang that keeps timing out may never fit the deployment, so say it, but only now and then.
+                level = self.bound.warning if gathered.timed_out and yields % 10 == 1 else self.bound.info
+                level("member gives its worker slot back", reason=gathered.reason, retry_in=round(gathered.delay, 2),
+                      yields=yields)
                 return MemberResult("yielded", retry_in=gathered.delay)
             if gathered.state in ("ended", "lost"):
                 self.bound.info("member skipped", reason=gathered.reason)
@@ -242,7 +244,6 @@ class _Membership:
         return self._run_gang()
 
     def _run_gang(self) -> MemberResult:
-        self.started = time.monotonic()
         try:
             with self._keepalive():
                 self._prepare()
@@ -443,15 +444,17 @@ class _Membership:
 
         error = f"{outcome.get('kind', 'error')}: {outcome.get('error', '')}"
         self.bound.warning("member launcher failed", error=error, generation=gang.generation)
-        self.member.gangs.redis.hset(self.member.gangs.gang_key(self.member.gid), f"failure:{self.order.slot}",
-                                     error)
+        # The host's failure reason quotes every member's note, so that the root cause shows in the trial record.
+        tail = TrialRunner._tail(self.log_path, lines=3)
+        note = error + (f" (last output: {tail})" if tail else "")
+        self.member.gangs.redis.hset(self.member.gangs.gang_key(self.member.gid), f"failure:{self.order.slot}", note)
         if hosting:
             event = self._beat(gang.generation)
             if event != "ok":
                 return self._handle(event, current)
             if outcome.get("kind") == "closed":
                 time.sleep(1.0)  # the member that closed the rendezvous notes its own error first
-            self._record_failure(f"distributed training failed in member {self.order.slot} ({error})")
+            self._record_failure("distributed training failed", with_notes=True)
             return MemberResult("failed")
 
         # Not the host: the host records a group failure; otherwise this member failed alone.
@@ -502,7 +505,7 @@ class _Membership:
             if gang.generation != generation:
                 return "moved"
             if gang.host == self.order.slot:
-                if self.spec.trial_timeout and time.monotonic() - self.started > self.spec.trial_timeout:
+                if self._timed_out():
                     return "timeout"
                 self._host_duties()
             elif not self.member.host_alive(gang):
@@ -511,6 +514,13 @@ class _Membership:
         except Exception:  # Redis unreachable for a moment: keep the member, retry on the next beat
             self.bound.warning("member heartbeat failed; retrying", exc_info=True)
         return "ok"
+
+    def _timed_out(self) -> bool:
+        """Tell whether the attempt has run longer than ``algoDef.trialTimeout``, counted from the host's claim."""
+        if not self.spec.trial_timeout:
+            return False
+        started = self.store.redis.hget(self.store.trial_key(self.order.task, self.order.trial), "started")
+        return bool(started) and time.time() - float(started) > self.spec.trial_timeout
 
     def _wait_for_trial_end(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
@@ -623,16 +633,19 @@ class _Membership:
         outcome = self.runner.trials._outcome(0, None, self.spec, self.result_path, self.log_path)
         self._finish(outcome)
 
-    def _record_failure(self, reason: str) -> None:
-        notes = self.member.gangs.redis.hgetall(self.member.gangs.gang_key(self.member.gid))
-        others = [f"member {key.decode().partition(':')[2]}: {value.decode()}" for key, value in notes.items()
-                  if key.startswith(b"failure:") and key.decode() != f"failure:{self.order.slot}"]
-        tail = TrialRunner._tail(self.log_path)
+    def _record_failure(self, reason: str, with_notes: bool = False) -> None:
+        """Record the trial as FAILED; ``with_notes`` adds the members' launcher errors, script failures first."""
         text = reason
-        if others:
-            text += "; " + "; ".join(others)
-        if tail:
-            text += f"; last output:\n{tail}"
+        if with_notes:
+            fields = self.member.gangs.redis.hgetall(self.member.gangs.gang_key(self.member.gid))
+            notes = [(key.decode().partition(":")[2], value.decode()) for key, value in fields.items()
+                     if key.startswith(b"failure:")]
+            notes.sort(key=lambda note: (not note[1].startswith("script:"), note[0]))
+            text += "".join(f"; member {slot}: {note}" for slot, note in notes)
+        else:
+            tail = TrialRunner._tail(self.log_path)
+            if tail:
+                text += f"; last output:\n{tail}"
         steps = metrics_mod.read_steps(self.result_path) or []
         self._finish(Outcome(TrialState.FAILED, reason=text, steps=steps))
 
