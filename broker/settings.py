@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,8 +24,9 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     #: Prefix of every Redis key that openhpo writes, so several deployments or test runs share one Redis.
     key_prefix: str = "openhpo"
-    #: Celery queue that carries trial tasks.
-    queue: str = "openhpo.trials"
+    #: Celery queue that carries trial tasks; ``<key_prefix>.trials`` when unset, so that deployments with their
+    #: own key prefix on one Redis never share a queue.
+    queue: str = ""
     #: Directory under which workers create one working directory per trial attempt.
     work_dir: Path = Path(".openhpo/work")
     #: Seconds between a running trial's lease renewals.
@@ -52,6 +53,12 @@ class Settings(BaseSettings):
     #: Log format: "json" for services, "console" for a terminal.
     log_format: str = "json"
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _default_queue(self) -> "Settings":
+        if not self.queue:
+            self.queue = f"{self.key_prefix}.trials"
+        return self
 
     @property
     def celery_broker_url(self) -> str:

@@ -21,7 +21,8 @@ Keys, under a configurable prefix ``P``::
                              created, started, ended, dispatched, stop, usage, result_dir
     P:lease:{name}:{id}      string "attempt:worker" with a TTL, renewed by the worker's heartbeat
     P:events                 stream of trial events; the coordinator blocks on it to wake up early
-    P:code:{sha256}          bytes of an uploaded code archive
+    P:code:{sha256}          bytes of an uploaded code archive (expires while no task uses it)
+    P:code-users:{sha256}    set of the tasks that use that archive
     P:log:{name}:{id}        the latest attempt's training log (capped), for readers on other hosts
     P:coordinator            lock held by the coordinator that drives tasks
 """
@@ -39,6 +40,8 @@ import redis
 from hpo_core.errors import StateConflictError, TaskExistsError, TaskNotFoundError
 from hpo_core.records import TaskState, Trial, TrialState
 
+#: Seconds an uploaded code archive that no task uses is kept (a day), e.g. after ``POST /code``.
+UNUSED_CODE_TTL = 24 * 3600
 #: Most bytes of a trial's log kept in Redis; the full log stays in the worker's LOG_DIR.
 LOG_CAP_BYTES = 1024 * 1024
 
@@ -252,6 +255,9 @@ class RedisStore:
             pipe.hset(key, mapping=fields)
             pipe.zadd(self._k("tasks"), {name: created})
             pipe.sadd(self._k("active"), name)
+            if code:
+                pipe.sadd(self._k("code-users", code), name)
+                pipe.persist(self._k("code", code))
             pipe.xadd(self.events_key, {"task": name, "trial": "", "event": "SUBMITTED"}, maxlen=10000)
             pipe.execute()
 
@@ -348,7 +354,14 @@ class RedisStore:
             pipe.delete(*keys)
             pipe.zrem(self._k("tasks"), name)
             pipe.srem(self._k("active"), name)
-            pipe.execute()
+            if task.code:
+                pipe.srem(self._k("code-users", task.code), name)
+                pipe.scard(self._k("code-users", task.code))
+            results = pipe.execute()
+        if task.code and results[-1] == 0:
+            # NOTE: a submit that reuses this archive between the two steps keeps a task whose code is gone;
+            # its trials fail with "code archive ... is not in the store" and the user submits again.
+            self.redis.delete(self._k("code", task.code))
 
     def save_algo_state(self, name: str, state: dict[str, Any] | None) -> None:
         self.redis.hset(self.task_key(name), "algo_state", json.dumps(state) if state is not None else "")
@@ -499,9 +512,16 @@ class RedisStore:
     # --- code archives ------------------------------------------------------------------------------------------
 
     def put_code(self, data: bytes) -> str:
-        """Store a code archive once by its SHA-256; returns the hash."""
+        """Store a code archive once by its SHA-256; returns the hash.
+
+        An archive that no task uses expires after :data:`UNUSED_CODE_TTL` seconds; ``create_task`` keeps it for
+        as long as a task refers to it, and ``delete_task`` removes it with the last such task.
+        """
         digest = hashlib.sha256(data).hexdigest()
-        self.redis.set(self._k("code", digest), data, nx=True)
+        key = self._k("code", digest)
+        if not self.redis.set(key, data, nx=True, ex=UNUSED_CODE_TTL):
+            if not self.redis.exists(self._k("code-users", digest)):
+                self.redis.expire(key, UNUSED_CODE_TTL)
         return digest
 
     def get_code(self, digest: str) -> bytes | None:

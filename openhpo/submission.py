@@ -65,6 +65,23 @@ def check_algorithm(spec: TaskSpec) -> None:
                         f"use one of {sorted(set(BUILTIN_ALGORITHMS.values()))}, or install the plugin first")
 
 
+def stored_definition(spec: TaskSpec, body: dict[str, Any]) -> dict[str, Any]:
+    """The request body as the task stores it: with a ``RandomSeed`` for a built-in algorithm that had none.
+
+    The seed is fixed at submit time, in the stored definition, so that a restarted coordinator proposes what the
+    first one would have proposed and the search can be repeated.
+    """
+    stored = dict(body)
+    if spec.seed is None and spec.algorithm in BUILTIN_ALGORITHMS.values():
+        algo = dict(stored["algoDef"])
+        params = algo.get("algoParams") or []
+        seed = {"name": "RandomSeed", "value": str(secrets.randbelow(2**31))}
+        algo["algoParams"] = {**params, "RandomSeed": seed["value"]} if isinstance(params, dict) else \
+            [*params, seed]
+        stored["algoDef"] = algo
+    return stored
+
+
 def submit(store: RedisStore, body: dict[str, Any], code: bytes | None, creator: str) -> str:
     """Validate ``body``, store the code archive and create the task; returns the task name.
 
@@ -78,16 +95,7 @@ def submit(store: RedisStore, body: dict[str, Any], code: bytes | None, creator:
         raise SpecError("file", "is missing: --model-main names a script but no code was uploaded",
                         fix="upload the model directory as a tar.gz, or use a plain command line")
     digest = store.put_code(code) if code is not None else None
-    stored = dict(body)
-    if spec.seed is None and spec.algorithm in BUILTIN_ALGORITHMS.values():
-        # Fix the seed now, in the stored definition, so that a restarted coordinator proposes what the first
-        # one would have proposed, and the search can be repeated.
-        algo = dict(stored["algoDef"])
-        params = algo.get("algoParams") or []
-        seed = {"name": "RandomSeed", "value": str(secrets.randbelow(2**31))}
-        algo["algoParams"] = {**params, "RandomSeed": seed["value"]} if isinstance(params, dict) else \
-            [*params, seed]
-        stored["algoDef"] = algo
+    stored = stored_definition(spec, body)
     # A generated name can collide with a concurrent submit in the same millisecond: draw another.
     for _ in range(5):
         name = spec.name or generate_name(creator)

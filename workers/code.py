@@ -7,6 +7,7 @@ paths, ``..``, links that point outside the archive, device files and archives o
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -113,13 +114,23 @@ def model_root(code_dir: Path, model_dir: str | None) -> Path:
 
 
 def pack_directory(directory: Path) -> bytes:
-    """A tar.gz of ``directory`` with the directory's name as the top entry, as WMLA clients build it."""
+    """A tar.gz of ``directory`` with the directory's name as the top entry, as WMLA clients build it.
+
+    The archive depends only on the files' names, contents and modes (times and owners are zeroed, entries
+    sorted), so packing the same directory twice gives the same SHA-256 and the store keeps one copy.
+    """
     buffer = io.BytesIO()
     skip = {"__pycache__", ".git", ".venv", ".openhpo"}
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        return None if any(part in skip for part in Path(info.name).parts) else info
+        if any(part in skip for part in Path(info.name).parts):
+            return None
+        info.mtime = 0
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
 
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        archive.add(directory, arcname=directory.resolve().name, filter=keep)
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed:
+        with tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            archive.add(directory, arcname=directory.resolve().name, filter=keep)
     return buffer.getvalue()

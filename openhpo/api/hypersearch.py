@@ -20,7 +20,7 @@ from openhpo.api.responses import error_responses
 from openhpo.api.schemas import CreationResponse, DeleteAllResponse, SkippedTask, TaskStatus
 from openhpo.api.uploads import MemberCache, SubmitRequest, check_entry_script, read_submit
 from openhpo.status import task_status
-from openhpo.submission import generate_name
+from openhpo.submission import check_algorithm, generate_name, stored_definition
 from workers.code import check_archive
 from workers.runner import result_zip_key
 
@@ -75,10 +75,12 @@ def create_task(store: RedisStore, request: SubmitRequest, creator: str) -> tupl
     """Validate a submit request, store its code and create the task; returns the name and the code hash.
 
     Raises:
-        SpecError: invalid definition, missing or unknown code, or a script not in the archive.
+        SpecError: invalid definition or algorithm settings, missing or unknown code, or a script not in the
+            archive.
         TaskExistsError: ``hpoName`` is taken.
     """
     spec = parse_spec(request.body)
+    check_algorithm(spec)
     digest: str | None = None
     members: list[tarfile.TarInfo] | None = None
     if request.code is not None:
@@ -109,7 +111,7 @@ def create_task(store: RedisStore, request: SubmitRequest, creator: str) -> tupl
         _members.put(digest, members or [])
     for attempt in range(1, GENERATED_NAME_ATTEMPTS + 1):
         name = spec.name or generate_name(creator)
-        stored = dict(request.body)
+        stored = stored_definition(spec, request.body)
         stored["hpoName"] = name
         try:
             store.create_task(name, stored, creator, digest)

@@ -96,3 +96,15 @@ def test_cached_code_dir_rejects_bad_digest(tmp_path):
         cached_code_dir(tmp_path, "../../etc", lambda: b"", LIMIT, 100)
     with pytest.raises(ArchiveError, match="not in the store"):
         cached_code_dir(tmp_path, "cd" * 32, lambda: None, LIMIT, 100)
+
+
+def test_pack_directory_is_deterministic(tmp_path):
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "train.py").write_text("print(1)\n")
+    first = pack_directory(source)
+    (source / "train.py").touch()  # a newer mtime must not change the archive
+
+    assert pack_directory(source) == first
+    (source / "train.py").write_text("print(2)\n")
+    assert pack_directory(source) != first
