@@ -338,7 +338,7 @@ class HyperbandSearcher(Searcher):
             resource = self.resource.resource_of(view)
             same_bracket = self._rung_key(view.meta) in bracket_keys
             if same_bracket or (resource is not None and resource >= rung.resource):
-                taken.add(self.space.key(view.config))
+                taken.update(self.taken_keys([view]))
         taken.update(self.space.key(config) for config in batch.configs)
 
         while not batch.full and len(members) + batch.count(iteration=iteration, bracket=s, rung=0) < rung.size:
