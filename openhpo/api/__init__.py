@@ -29,6 +29,8 @@ log = structlog.get_logger("openhpo.api")
 
 #: Shortest accepted administrator token.
 MIN_TOKEN_LENGTH = 16
+#: Words of the placeholders in docs/env.example; a token that contains one was never replaced.
+PLACEHOLDER_WORDS = ("replace-me", "change-me")
 
 
 class ConfigurationError(OpenHPOError):
@@ -64,6 +66,9 @@ def create_app(settings: Settings | None = None, *, store: RedisStore | None = N
             raise ConfigurationError("no API token configured: set OPENHPO_API_TOKEN (generate one with `python -c "
                                      "'import secrets; print(secrets.token_urlsafe())'`), or pass --insecure-no-auth "
                                      "to accept every request on a machine only you use")
+        if api_settings.api_token and any(word in api_settings.api_token.lower() for word in PLACEHOLDER_WORDS):
+            raise ConfigurationError("OPENHPO_API_TOKEN is still the example's placeholder; replace it with a random "
+                                     "token, e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`")
         if api_settings.api_token and len(api_settings.api_token) < MIN_TOKEN_LENGTH:
             raise ConfigurationError(f"OPENHPO_API_TOKEN is {len(api_settings.api_token)} characters long; use at "
                                      f"least {MIN_TOKEN_LENGTH} random characters")

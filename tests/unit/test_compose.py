@@ -21,7 +21,8 @@ from openhpo.cli import build_parser
 from tests.conftest import REPO
 
 COMPOSE = REPO / "compose.yaml"
-ENV = {"OPENHPO_API_TOKEN": "a-token-of-twenty-chars", "OPENHPO_FLOWER_PASSWORD": "flower-secret"}
+ENV = {"OPENHPO_API_TOKEN": "a-token-of-twenty-chars", "OPENHPO_FLOWER_PASSWORD": "flower-secret",
+       "OPENHPO_REDIS_PASSWORD": "redis-secret"}
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
                        r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 
@@ -77,11 +78,12 @@ def test_compose_matches_compose_spec_schema():
         assert messages == [], f"compose.yaml {label}"
 
 
-def test_compose_requires_api_token_and_flower_password():
-    with pytest.raises(InterpolationError, match="OPENHPO_API_TOKEN"):
-        load_compose({"OPENHPO_FLOWER_PASSWORD": "x"})
-    with pytest.raises(InterpolationError, match="OPENHPO_FLOWER_PASSWORD"):
-        load_compose({"OPENHPO_API_TOKEN": "x"})
+def test_compose_requires_every_secret():
+    for missing in ENV:
+        with pytest.raises(InterpolationError, match=missing):
+            load_compose({k: v for k, v in ENV.items() if k != missing})
+        with pytest.raises(InterpolationError, match=missing):
+            load_compose({**ENV, missing: ""})
 
 
 def test_compose_services_have_no_fixed_names():
@@ -96,7 +98,7 @@ def test_compose_redis_persists_and_requires_password():
     redis_service = compose["services"]["redis"]
     command = redis_service["command"]
     password = command[command.index("--requirepass") + 1]
-    assert password == "openhpo-change-me"
+    assert password == "redis-secret"
     assert command[command.index("--appendonly") + 1] == "yes"
     assert "redis-data:/data" in redis_service["volumes"]
     assert "redis-data" in compose["volumes"]
