@@ -18,8 +18,9 @@ from rich.table import Table
 
 from hpo_core.errors import OpenHPOError
 
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: messages and JSON keep their lines when output goes to a pipe, where rich assumes 80 columns.
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def _print_results(status: dict[str, Any], as_json: bool, work_dir: Path | None = None) -> None:
@@ -40,6 +41,8 @@ def _print_results(status: dict[str, Any], as_json: bool, work_dir: Path | None 
     for exp in status["experiments"]:
         has_value = exp["state"] in ("FINISHED", "STOPPED") and exp["metricVal"] != 9999.99
         metric = f"{exp['metricVal']:.6g}" if has_value else "-"
+        if exp["state"] == "RUNNING" and exp.get("latestMetricVal") is not None:
+            metric = f"{exp['latestMetricVal']:.6g} @{exp['steps']}"  # the latest entry of a running trial
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in exp["values"].items())
         table.add_row(str(exp["id"]), exp["state"], metric, f"{exp.get('duration', 0):.1f}", params)
     out.print(table)

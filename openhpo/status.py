@@ -6,6 +6,7 @@ Experiments without a value show WMLA's ``9999.99`` sentinel for ``metricVal``, 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -33,8 +34,20 @@ def _data_type(value: Any) -> str:
     return "int" if isinstance(value, int) else "double"
 
 
-def experiment(task: str, trial: Trial) -> dict[str, Any]:
-    """One trial as a WMLA experiment object, with openhpo's extra fields (attempt, reason, metrics)."""
+def _latest_value(steps: list[dict[str, Any]], metric: str | None) -> float | None:
+    for step in reversed(steps):
+        value = step.get(metric) if metric else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def experiment(task: str, trial: Trial, objective_metric: str | None = None) -> dict[str, Any]:
+    """One trial as a WMLA experiment object, with openhpo's extra fields.
+
+    The extras are the attempt, the failure reason, the additional metrics, and the progress of a running trial:
+    ``steps`` (entries reported so far) and ``latestMetricVal`` (the objective in the latest entry).
+    """
     entry: dict[str, Any] = {
         "id": trial.id,
         "state": trial.state.value,
@@ -47,6 +60,10 @@ def experiment(task: str, trial: Trial) -> dict[str, Any]:
         "attempt": trial.attempt,
         "metrics": trial.metrics,
     }
+    entry["steps"] = len(trial.steps)
+    latest = _latest_value(trial.steps, objective_metric)
+    if latest is not None:
+        entry["latestMetricVal"] = latest
     if trial.started:
         entry["startTime"] = _clock(trial.started)
     if trial.ended:
@@ -85,6 +102,7 @@ def task_status(store: RedisStore, name: str, task: TaskRecord | None = None,
         max_jobs = int(max_jobs)
     except (TypeError, ValueError):
         max_jobs = -1
+    metric = algo.get("objectiveMetric") if isinstance(algo.get("objectiveMetric"), str) else None
     complete = sum(1 for t in trials if t.state.ended)
     failed = sum(1 for t in trials if t.state is TrialState.FAILED)
     running = sum(1 for t in trials if t.state is TrialState.RUNNING)
@@ -102,7 +120,7 @@ def task_status(store: RedisStore, name: str, task: TaskRecord | None = None,
         "createtime": _clock(task.created),
         "creator": task.creator,
         "duration": _duration(end - start),
-        "experiments": [experiment(task.name, t) for t in trials],
+        "experiments": [experiment(task.name, t, metric) for t in trials],
         "algoDef": algo,
         "hyperParams": task.spec.get("hyperParams", []),
     }
@@ -110,5 +128,5 @@ def task_status(store: RedisStore, name: str, task: TaskRecord | None = None,
         status["reason"] = task.reason
     best = best_trial(trials, objective)
     if best is not None:
-        status["best"] = experiment(task.name, best)
+        status["best"] = experiment(task.name, best, metric)
     return status

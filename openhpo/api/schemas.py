@@ -168,6 +168,8 @@ class Experiment(_Open):
     worker: str | None = None
     meta: dict[str, Any] | None = None
     usage: dict[str, Any] | None = None
+    steps: int = Field(0, description="entries of val_dict_list.json reported so far, also while the trial runs")
+    latestMetricVal: float | None = Field(None, description="the objective in the latest reported entry")
 
 
 class TaskStatus(_Open):
