@@ -49,7 +49,7 @@ from broker.store import RedisStore, TaskRecord
 from edt.gang import GangMember, MemberOrder, advertised_address
 from edt.settings import EdtSettings, get_edt_settings
 from edt.store import GangState
-from hpo_core.errors import SpecError
+from hpo_core.errors import SpecError, TaskNotFoundError
 from hpo_core.records import Trial, TrialState
 from hpo_core.spec import TaskSpec
 from workers import metrics as metrics_mod
@@ -147,7 +147,10 @@ class MemberRunner:
         if trial.attempt != order.attempt or trial.state.ended:
             bound.info("member skipped", reason="the attempt is no longer current")
             return MemberResult("skipped: the attempt is no longer current")
-        task = self.store.get_task(order.task)
+        try:
+            task = self.store.get_task(order.task)
+        except TaskNotFoundError:
+            return MemberResult("skipped: no such task")
         spec = self._spec(task)
         try:
             max_restarts = max_restarts_of(spec, self.edt.max_restarts)
@@ -164,6 +167,9 @@ class MemberRunner:
                 delay = self.edt.yield_delay
                 bound.warning("no free GPU for the member; giving the worker slot back", error=str(exc))
                 return MemberResult("yielded: no free GPU", retry_in=delay)
+            except ValueError as exc:  # more GPUs per worker than this host has: no retry can help
+                self.claim_and_fail(order, str(exc), bound)
+                return MemberResult("failed: too many GPUs per worker")
         info = {"worker": self.worker, "hostname": socket.gethostname(), "pid": os.getpid(), "launcher_pid": None}
         member = GangMember(self.store, order, self.edt, self.settings.lease_ttl, info=info)
         membership = _Membership(self, member, spec, task, trial, gpus, max_restarts, bound)
@@ -171,7 +177,7 @@ class MemberRunner:
             phase = member.join(priority=(trial.created or 0.0) + trial.id * 1e-6)
             if phase in ("done", "taken"):
                 bound.info("member skipped", reason=f"the gang is {phase}" if phase == "done"
-                           else "a live member holds this slot")
+                           else "a live member has this slot")
                 return MemberResult(f"skipped: {phase}")
             return membership.run(phase)
         except Exception as exc:  # a fault of ours must not leave the trial RUNNING without its host
@@ -452,6 +458,13 @@ class _Membership:
             event = self._beat(gang.generation)
             if event != "ok":
                 return self._handle(event, current)
+            if outcome.get("kind") == "timeout":
+                # Too few members came back after a loss: give the attempt up without a result, so that its lease
+                # expires and the coordinator retries the trial, as it does for any trial whose worker was lost.
+                self.bound.warning("the group stayed below minWorkers; attempt given up for a retry",
+                                   min_workers=self.order.min_workers, error=error)
+                self.member.end("too few members to go on")
+                return MemberResult("abandoned: too few members")
             if outcome.get("kind") == "closed":
                 time.sleep(1.0)  # the member that closed the rendezvous notes its own error first
             self._record_failure("distributed training failed", with_notes=True)
