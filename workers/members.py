@@ -14,8 +14,8 @@ pool process:
 4. when the launcher ends, records the trial through the attempt-guarded ``store.finish`` if it ran as rank 0, or
    if it is the host and the group failed (or rank 0 did not record in time).
 
-Stopping the trial kills every member's launcher, whose agent kills its training processes; a training process
-also dies with its agent (:mod:`edt.child`), and a launcher dies with its member's pool process, so a killed worker
+Stopping the trial kills every member's launcher, whose agent kills its training processes. A training process also
+dies with its agent (:mod:`edt.child`), and a launcher dies with its member's pool process. So a killed worker
 leaves no process behind on its host.
 
 The task is idempotent on (task, trial, attempt, slot): a redelivered message whose attempt ended, or whose slot a
@@ -239,7 +239,7 @@ class _Membership:
             gathered = self.member.gather(owner=f"gang/{self.runner.worker}")
             if gathered.state == "yield":
                 yields = self.order.yields + 1
-                # A gang that keeps timing out may never fit the deployment, so say it, but only now and then.
+                # A gang that keeps timing out may never fit the deployment: warn about it, but only now and then.
                 level = self.bound.warning if gathered.timed_out and yields % 10 == 1 else self.bound.info
                 level("member gives its worker slot back", reason=gathered.reason, retry_in=round(gathered.delay, 2),
                       yields=yields)
