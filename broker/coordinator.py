@@ -177,9 +177,9 @@ class Coordinator:
         budget_left = spec.max_jobs - len(trials) if spec.max_jobs > 0 else None
         if not out_of_time and (budget_left is None or budget_left > 0):
             free = spec.max_parallel - len(active)
-            wanted = free if budget_left is None else min(free, budget_left)
-            if wanted > 0:
-                created, exhausted = self._propose(name, key, spec, trials, wanted, bound)
+            requested = free if budget_left is None else min(free, budget_left)
+            if requested > 0:
+                created, exhausted = self._propose(name, key, spec, trials, requested, bound)
                 if created is None:
                     return
                 if created:
@@ -189,8 +189,12 @@ class Coordinator:
                     active = active + new_trials
         budget_spent = budget_left is not None and len(trials) >= spec.max_jobs
         if not active and (out_of_time or exhausted or budget_spent):
-            why = "maxRunTime reached" if out_of_time else "search space exhausted" if exhausted else \
-                "maxJobNum reached"
+            if out_of_time:
+                why = "maxRunTime reached"
+            elif exhausted:
+                why = "search space exhausted"
+            else:
+                why = "maxJobNum reached"
             self._end(name, TaskState.FINISHED, bound, why)
 
     def _spec(self, task: TaskRecord, key: tuple[str, float], bound) -> TaskSpec | None:
@@ -231,7 +235,7 @@ class Coordinator:
     # --- trials -------------------------------------------------------------------------------------------------
 
     def _load_trials(self, name: str, key: tuple[str, float], count: int) -> list[Trial]:
-        """Every trial of the task. Ended trials never change, so they are read from Redis once and cached."""
+        """Return every trial of the task. Ended trials never change, so they are read from Redis once and cached."""
         ended = self._ended.setdefault(key, {})
         fresh = self.store.get_trials_by_id(name, [i for i in range(count) if i not in ended])
         for trial in fresh:
@@ -342,9 +346,9 @@ class Coordinator:
         threshold = FAILURE_THRESHOLD if spec.max_jobs <= 0 else min(FAILURE_THRESHOLD, spec.max_jobs)
         return len(ended) >= threshold and all(t.state is TrialState.FAILED for t in ended)
 
-    def _propose(self, name: str, key: tuple[str, float], spec: TaskSpec, trials: list[Trial], wanted: int,
+    def _propose(self, name: str, key: tuple[str, float], spec: TaskSpec, trials: list[Trial], requested: int,
                  bound) -> tuple[list[int] | None, bool]:
-        """Ask the searcher for up to ``wanted`` configurations and create their trials.
+        """Ask the searcher for up to ``requested`` configurations and create their trials.
 
         Returns the new trial ids (``None`` when the task failed) and whether the space is exhausted.
         """
@@ -352,7 +356,7 @@ class Coordinator:
         started = time.perf_counter()
         try:
             searcher = self._searcher(name, key, spec)
-            suggestion = searcher.suggest(wanted, views)
+            suggestion = searcher.suggest(requested, views)
             if spec.algorithm not in BUILTIN_ALGORITHMS.values():  # a plugin's proposals are checked here
                 suggestion.configs = [spec.space.check_config(c, f"algorithm {spec.algorithm} proposal {i}")
                                       for i, c in enumerate(suggestion.configs)]
@@ -366,7 +370,7 @@ class Coordinator:
                       f"{type(exc).__name__}: {exc}")
             return None, False
         elapsed_ms = (time.perf_counter() - started) * 1000
-        configs = suggestion.configs[:wanted]
+        configs = suggestion.configs[:requested]
         if state is not None:
             self.store.save_algo_state(name, state)
         ids = self.store.create_trials(name, list(zip(configs, suggestion.metas[:len(configs)])))

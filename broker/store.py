@@ -166,7 +166,7 @@ def _now() -> str:
 
 @dataclass
 class Claim:
-    """The answer to :meth:`RedisStore.claim`."""
+    """The result of :meth:`RedisStore.claim`."""
 
     status: str
     config: dict[str, Any] | None = None
@@ -389,7 +389,7 @@ class RedisStore:
         return self._trial_from_hash(raw)
 
     def get_trials(self, name: str, count: int | None = None) -> list[Trial]:
-        """Every trial of a task, in id order, read in one round trip."""
+        """Return every trial of a task, in id order, read in one round trip."""
         if count is None:
             value = self.redis.hget(self.task_key(name), "next_trial")
             count = int(value) if value else 0
@@ -400,7 +400,7 @@ class RedisStore:
         return [self._trial_from_hash(raw) for raw in raws if raw]
 
     def get_trials_by_id(self, name: str, trial_ids: Iterable[int]) -> list[Trial]:
-        """The trials with these ids, in one round trip; ids without a trial are left out."""
+        """Return the trials with these ids, in one round trip; ids without a trial are left out."""
         with self.redis.pipeline(transaction=False) as pipe:
             for trial_id in trial_ids:
                 pipe.hgetall(self.trial_key(name, trial_id))

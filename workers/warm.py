@@ -72,8 +72,8 @@ class Zygote:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def _read_message(self, deadline: float | None, wanted) -> dict | None:
-        """Read messages until one satisfies ``wanted``; exit notices are recorded on the way."""
+    def _read_message(self, deadline: float | None, accept) -> dict | None:
+        """Read messages until one satisfies ``accept``; exit notices are recorded on the way."""
         fd = self.process.stdout.fileno()
         while True:
             while b"\n" in self._buffer:
@@ -83,7 +83,7 @@ class Zygote:
                     self._exits[message["exit"]] = message["code"]
                 if "warning" in message:
                     log.warning("warm interpreter", message=message["warning"])
-                if wanted(message):
+                if accept(message):
                     return message
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             readable, _, _ = select.select([fd], [], [], remaining)
@@ -101,11 +101,11 @@ class Zygote:
             self.process.stdin.flush()
             reply = self._read_message(time.monotonic() + 30, lambda m: "pid" in m and "ready" not in m)
         if reply is None:
-            raise RuntimeError("the warm interpreter did not answer a launch request within 30 s")
+            raise RuntimeError("the warm interpreter sent no reply to a launch request within 30 s")
         return WarmChild(self, reply["pid"])
 
     def exit_code(self, pid: int, timeout: float | None) -> int | None:
-        """The exit code of child ``pid``, waiting up to ``timeout`` seconds (``None``: as long as it takes)."""
+        """Return the exit code of child ``pid``, waiting up to ``timeout`` seconds (``None``: without a limit)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if pid in self._exits:
@@ -125,7 +125,7 @@ class Zygote:
 
 
 class WarmLauncher:
-    """Starts trials from a zygote when it can, and tells the runner when it cannot."""
+    """Starts trials from a zygote when one is available, and returns ``None`` from :meth:`launch` otherwise."""
 
     def __init__(self, modules: list[str]):
         self.modules = [m for m in modules if m]
