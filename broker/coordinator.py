@@ -183,8 +183,8 @@ class Coordinator:
                 if created is None:
                     return
                 if created:
-                    new_trials = self.store.get_trials_by_id(name, created)
-                    self._dispatch_queued(name, new_trials, bound, spec)
+                    self._dispatch_queued(name, created, bound, spec, fresh=True)
+                    new_trials = created
                     trials = trials + new_trials
                     active = active + new_trials
         budget_spent = budget_left is not None and len(trials) >= spec.max_jobs
@@ -269,11 +269,16 @@ class Coordinator:
             changed = changed or outcome in ("requeued", "failed", "stopped")
         return self._load_trials(name, key, len(trials)) if changed else trials
 
-    def _dispatch_queued(self, name: str, trials: list[Trial], bound, spec: TaskSpec | None = None) -> None:
+    def _dispatch_queued(self, name: str, trials: list[Trial], bound, spec: TaskSpec | None = None,
+                         fresh: bool = False) -> None:
+        """Send a Celery message for each QUEUED attempt that has none yet.
+
+        ``fresh`` trials were created in this pass, so they cannot have a message and Redis is not asked.
+        """
         queued = [t for t in trials if t.state is TrialState.QUEUED]
         if not queued:
             return
-        sent = self.store.dispatched_attempts(name, [t.id for t in queued])
+        sent = [0] * len(queued) if fresh else self.store.dispatched_attempts(name, [t.id for t in queued])
         for trial, sent_attempt in zip(queued, sent):
             if sent_attempt == trial.attempt:
                 continue
@@ -347,10 +352,10 @@ class Coordinator:
         return len(ended) >= threshold and all(t.state is TrialState.FAILED for t in ended)
 
     def _propose(self, name: str, key: tuple[str, float], spec: TaskSpec, trials: list[Trial], requested: int,
-                 bound) -> tuple[list[int] | None, bool]:
+                 bound) -> tuple[list[Trial] | None, bool]:
         """Ask the searcher for up to ``requested`` configurations and create their trials.
 
-        Returns the new trial ids (``None`` when the task failed) and whether the space is exhausted.
+        Returns the new trials (``None`` when the task failed) and whether the space is exhausted.
         """
         views = [TrialView.from_trial(t, spec.objective, spec.objective_metric) for t in trials]
         started = time.perf_counter()
@@ -373,7 +378,11 @@ class Coordinator:
         configs = suggestion.configs[:requested]
         if state is not None:
             self.store.save_algo_state(name, state)
-        ids = self.store.create_trials(name, list(zip(configs, suggestion.metas[:len(configs)])))
+        metas = suggestion.metas[:len(configs)]
+        ids = self.store.create_trials(name, list(zip(configs, metas)))
         if configs:
             bound.debug("configurations proposed", count=len(configs), ms=round(elapsed_ms, 2))
-        return ids, suggestion.exhausted and not configs
+        # The records as create_trials stored them, without reading them back.
+        now = time.time()
+        created = [Trial(id=i, config=dict(c), meta=dict(m), created=now) for i, c, m in zip(ids, configs, metas)]
+        return created, suggestion.exhausted and not configs
