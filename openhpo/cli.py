@@ -19,8 +19,9 @@ from rich.table import Table
 from hpo_core.errors import OpenHPOError
 
 # soft_wrap: messages and JSON keep their lines when output goes to a pipe, where rich assumes 80 columns.
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# markup off: failure reasons and messages quote program output such as "[rank1]:", which is not rich markup.
+console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+out = Console(soft_wrap=True, markup=False, highlight=False)
 
 
 def _print_results(status: dict[str, Any], as_json: bool, work_dir: Path | None = None) -> None:
@@ -52,8 +53,9 @@ def _print_results(status: dict[str, Any], as_json: bool, work_dir: Path | None 
             continue
         line = f"trial {exp['id']} {exp['state']}: {exp['reason'].splitlines()[0]}"
         if work_dir is not None:
-            line += f"\n  log: {work_dir.resolve() / status['hpoName'] / str(exp['id'])}" \
-                    f"/attempt-{exp.get('attempt', 1)}/log/stdout"
+            # log/stdout for a plain trial, log/member-<slot>/stdout for each member of an elastic one.
+            line += f"\n  logs: {work_dir.resolve() / status['hpoName'] / str(exp['id'])}" \
+                    f"/attempt-{exp.get('attempt', 1)}/log/"
         out.print(line, soft_wrap=True)
     if status.get("reason"):
         out.print(f"task {status['state']}: {status['reason'].splitlines()[0]}", soft_wrap=True)
@@ -114,6 +116,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not (root / spec.model.main).is_file():
             raise SpecError("modelSpec.args", f"--model-main names no file in {root}", spec.model.main,
                             "name the training script relative to the code directory, or pass --code DIR")
+    local_workers = args.workers or default_worker_count()
+    if not args.broker and spec.model.min_workers > local_workers:
+        raise SpecError("modelSpec.args --edt-options minWorkers", f"needs more workers than the {local_workers} "
+                        "that this run starts, so no trial could ever start", spec.model.min_workers,
+                        f"run with --workers {spec.model.min_workers} or more, or lower minWorkers")
     code = pack_directory(code_dir)
 
     if args.broker:

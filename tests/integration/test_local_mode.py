@@ -93,3 +93,15 @@ def test_cluster_reports_dead_worker(tmp_path):
 
         with pytest.raises(RuntimeError, match="local Celery worker exited with code -9; see its log"):
             cluster.check_alive()
+
+
+def test_run_rejects_gang_wider_than_workers(tmp_path):
+    body = script_body("ok.py")
+    body["modelSpec"]["args"] += " --edt-options maxWorkers=3,minWorkers=3"
+    marker = f"marker-{uuid.uuid4().hex}"
+    process = _run_cli(tmp_path, body, marker=marker)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 2
+    assert "minWorkers: needs more workers than the 2 that this run starts" in stderr
+    assert "run with --workers 3 or more" in stderr
