@@ -168,24 +168,26 @@ def test_bayesian_batch_first_matches_single():
     assert math.dist((single[0]["x"], single[0]["y"]), (batch[0]["x"], batch[0]["y"])) < 0.05
 
 
-@pytest.mark.parametrize("failed", [True, False], ids=["failed", "finished-control"])
-def test_bayesian_failed_trials_not_good(failed):
-    # Loss x / 100 on [0, 100], measured at x = 40 .. 90. Six more trials sit at x = 2 .. 12: when they failed,
-    # they count as the worst loss, so the model expects high loss near 0 and proposes above 20. In the control
-    # they finished with loss 0.0, which pulls the proposal below 20.
+@pytest.mark.parametrize("case", ["failed", "nan-loss", "finished-control"])
+def test_bayesian_failed_trials_not_good(case):
+    # Loss x / 100 on [0, 100], measured at x = 40 .. 90. Six more trials sit at x = 2 .. 12. When they failed or
+    # reported NaN, they count as the worst loss, so the model expects high loss near 0 and proposes above 20. In
+    # the control they finished with loss 0.0, which pulls the proposal below 20.
     trials = [TrialView(i, {"x": 40.0 + 10 * i}, TrialState.FINISHED, (40.0 + 10 * i) / 100) for i in range(6)]
     for k in range(6):
         x = 2.0 + 2 * k
-        if failed:
+        if case == "failed":
             trials.append(TrialView(6 + k, {"x": x}, TrialState.FAILED))
+        elif case == "nan-loss":
+            trials.append(TrialView(6 + k, {"x": x}, TrialState.FINISHED, float("nan")))
         else:
             trials.append(TrialView(6 + k, {"x": x}, TrialState.FINISHED, 0.0))
     proposal = make_searcher(LINE, RandomSeed="4", InitPoints="3").suggest(1, trials).configs[0]["x"]
 
-    if failed:
-        assert proposal > 20
-    else:
+    if case == "finished-control":
         assert proposal < 20
+    else:
+        assert proposal > 20
 
 
 def test_bayesian_noisy_mode_proposes():
