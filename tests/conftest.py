@@ -38,6 +38,31 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1
         time.sleep(interval)
 
 
+def live_processes(fragment: str) -> list[int]:
+    """Pids of live processes whose environment, command line or working directory mentions ``fragment``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if "State:\tZ" in status:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        # A trial forked from the warm interpreter keeps the zygote's command line and initial environment, so
+        # it is found by its working directory.
+        if fragment.encode() in cmdline or fragment.encode() in environ or fragment in cwd:
+            found.append(int(entry.name))
+    return found
+
+
 class Deployment:
     """An openhpo deployment made of subprocesses on the test Redis, under a unique key prefix."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import sys
 import tarfile
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from openhpo.local import free_port
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO, live_processes, wait_for  # noqa: F401 - live_processes is re-exported for the API tests
 
 #: Administrator token of the test API servers.
 TOKEN = "test-admin-token-0123456789"
@@ -37,29 +36,6 @@ def start_api(deployment, *extra_args: str, token: str = TOKEN, **env: str) -> s
 
     wait_for(healthy, 30, interval=0.1, what=f"the API server on port {port}")
     return url
-
-
-def live_processes(fragment: str) -> list[int]:
-    """Pids of live (not zombie) processes whose command line or working directory mentions ``fragment``.
-
-    A trial forked from a worker's warm interpreter keeps that interpreter's command line, so its working
-    directory, inside the trial's directory, is what identifies it.
-    """
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            status = (entry / "status").read_text()
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if "State:\tZ" in status:
-            continue
-        if fragment.encode() in cmdline or fragment in cwd:
-            found.append(int(entry.name))
-    return found
 
 
 def digits_body(max_jobs: int = 2, parallel: int = 2, epochs: int = 3, **extra) -> dict:

@@ -12,8 +12,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import REPO, SCRIPTS, script_body, wait_for
-from tests.integration.test_trials import _process_alive_with
+from tests.conftest import REPO, SCRIPTS, live_processes, script_body, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +39,7 @@ def test_run_prints_best_and_leaves_nothing(tmp_path):
     assert len(status["experiments"]) == 4
     assert status["best"]["metricVal"] == min(e["metricVal"] for e in status["experiments"])
     assert "local cluster: Redis redis://127.0.0.1:" in stderr
-    assert _process_alive_with(marker) == []
+    assert live_processes(marker) == []
 
 
 def test_run_table_output(tmp_path):
@@ -59,7 +58,7 @@ def test_run_ctrl_c_stops_everything(tmp_path):
     process = _run_cli(tmp_path, script_body("sleep.py", "--seconds", "60", max_jobs=4, parallel=2),
                        marker=marker)
     work = str(tmp_path / "work")
-    wait_for(lambda: len([p for p in _process_alive_with(work) if p != process.pid]) >= 4, 60,
+    wait_for(lambda: len([p for p in live_processes(work) if p != process.pid]) >= 4, 60,
              what="training processes running")
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
@@ -67,7 +66,7 @@ def test_run_ctrl_c_stops_everything(tmp_path):
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr
     assert "STOPPED" in stdout
-    wait_for(lambda: _process_alive_with(marker) == [], 15, what="every process of the run to end")
+    wait_for(lambda: live_processes(marker) == [], 15, what="every process of the run to end")
 
 
 def test_run_rejects_invalid_spec_before_starting(tmp_path):

@@ -11,38 +11,13 @@ from pathlib import Path
 import pytest
 
 from hpo_core.records import TaskState, TrialState
-from tests.conftest import SCRIPTS, script_body, wait_for
+from tests.conftest import SCRIPTS, live_processes, script_body, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _attempt_dir(deployment, name: str, trial_id: int, attempt: int = 1) -> Path:
     return deployment.work_dir / name / str(trial_id) / f"attempt-{attempt}"
-
-
-def _process_alive_with(fragment: str) -> list[int]:
-    """Pids of live processes whose environment, command line or working directory mentions ``fragment``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if "State:\tZ" in status:
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            cwd = ""
-        # A trial forked from the warm interpreter keeps the zygote's command line and initial environment, so
-        # it is found by its working directory.
-        if fragment.encode() in cmdline or fragment.encode() in environ or fragment in cwd:
-            found.append(int(entry.name))
-    return found
 
 
 def test_task_finishes_with_typed_values(deployment):
@@ -150,10 +125,10 @@ def test_worker_killed_mid_trial_runs_again_once(deployment):
     wait_for(lambda: deployment.store.get_trials(name) and
              deployment.store.get_trials(name)[0].state is TrialState.RUNNING, 60, what="trial 0 running")
     attempt_dir = str(_attempt_dir(deployment, name, 0, 1))
-    wait_for(lambda: _process_alive_with(attempt_dir), 20, what="the training process of attempt 1")
+    wait_for(lambda: live_processes(attempt_dir), 20, what="the training process of attempt 1")
     killed_at = time.monotonic()
     deployment.kill(doomed, signal.SIGKILL)
-    wait_for(lambda: not _process_alive_with(attempt_dir), 10, what="the orphaned training process to die")
+    wait_for(lambda: not live_processes(attempt_dir), 10, what="the orphaned training process to die")
     deployment.start_worker(concurrency=1)
 
     wait_for(lambda: deployment.store.get_trial(name, 0).attempt == 2, 30, what="trial 0 re-queued")
@@ -198,11 +173,11 @@ def test_stop_task_kills_running_trials(deployment):
     wait_for(lambda: sum(t.state is TrialState.RUNNING for t in deployment.store.get_trials(name)) == 2, 60,
              what="two trials running")
     dirs = [str(_attempt_dir(deployment, name, i)) for i in (0, 1)]
-    wait_for(lambda: all(_process_alive_with(d) for d in dirs), 20, what="both training processes")
+    wait_for(lambda: all(live_processes(d) for d in dirs), 20, what="both training processes")
     deployment.store.request_stop(name)
 
     assert deployment.wait_task(name, timeout=20) == "STOPPED", deployment.logs()
-    wait_for(lambda: not any(_process_alive_with(d) for d in dirs), 10, what="the training processes to end")
+    wait_for(lambda: not any(live_processes(d) for d in dirs), 10, what="the training processes to end")
     trials = deployment.store.get_trials(name)
     assert {t.state for t in trials} == {TrialState.STOPPED}
     assert all(t.metric is not None for t in trials)  # each counts with its intermediate value
