@@ -184,9 +184,8 @@ class Coordinator:
                     return
                 if created:
                     self._dispatch_queued(name, created, bound, spec, fresh=True)
-                    new_trials = created
-                    trials = trials + new_trials
-                    active = active + new_trials
+                    trials = trials + created
+                    active = active + created
         budget_spent = budget_left is not None and len(trials) >= spec.max_jobs
         if not active and (out_of_time or exhausted or budget_spent):
             if out_of_time:
