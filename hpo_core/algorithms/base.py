@@ -25,7 +25,7 @@ from hpo_core.spec import TaskSpec
 
 @dataclass(frozen=True)
 class TrialView:
-    """What an algorithm sees of one trial.
+    """The view of one trial that an algorithm receives.
 
     Attributes:
         id: the trial id, 0-based in creation order.
@@ -60,7 +60,7 @@ class TrialView:
 
 @dataclass
 class Suggestion:
-    """The answer of :meth:`Searcher.suggest`.
+    """The result of :meth:`Searcher.suggest`.
 
     Attributes:
         configs: configurations to start now, at most the number requested.
