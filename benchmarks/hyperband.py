@@ -495,6 +495,7 @@ def machine_description() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="seeds per algorithm and worker count")
+    parser.add_argument("--seed-offset", type=int, default=0, help="first seed (seeds are offset .. offset+N-1)")
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 8], help="simulated worker counts")
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
     parser.add_argument("--max-resource", type=int, default=81, help="full resource R, in epochs (default 81)")
@@ -538,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     # BOHB and TPE are the slowest to propose, so they start first and the pool ends with the short runs.
     order = sorted(args.algorithms, key=lambda name: name not in ("BOHB", "Tpe"))
     jobs = [(algorithm, workers, seed, settings)
-            for algorithm in order for workers in args.workers for seed in range(args.seeds)]
+            for algorithm in order for workers in args.workers
+            for seed in range(args.seed_offset, args.seed_offset + args.seeds)]
     started = time.perf_counter()
     runs = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
