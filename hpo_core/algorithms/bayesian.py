@@ -18,6 +18,8 @@ The model works in the unit cube of the search space's internal coordinates:
 Batches are proposed jointly: the q proposals of one call and every trial still running enter the acquisition as
 pending points (``X_pending``), so the Monte-Carlo acquisition values a new point by what it adds beyond them and
 parallel proposals spread out. A failed trial counts as the worst finished loss, so the model avoids its region.
+Before the fit the losses pass through :func:`warp_losses`, a monotone transform that keeps a few very bad trials
+from flattening the model everywhere else.
 """
 
 from __future__ import annotations
@@ -216,6 +218,7 @@ class BayesianSearcher(Searcher):
         worst = max(finished)
         losses = [worst if loss is None else loss for loss in observed]
         xs, losses = _fit_subset(xs, losses, MAX_FIT_POINTS)
+        losses = warp_losses(losses)
         seed = derived_seed(self.spec.seed, "bayesian-model", len(trials))
 
         from botorch.exceptions.errors import BotorchError
@@ -239,6 +242,38 @@ def _fit_subset(xs: list[list[float]], losses: list[float], limit: int) -> tuple
     keep = sorted(best) + rest[len(rest) - (limit - len(best)):]
     keep.sort()
     return [xs[i] for i in keep], [losses[i] for i in keep]
+
+
+def warp_losses(losses: Sequence[float]) -> list[float]:
+    """Centre and scale the losses robustly, then reshape them with a Yeo-Johnson power transform fitted to them.
+
+    Losses of real tasks and of test functions are often skewed: a few diverged trials sit orders of magnitude
+    above the rest (Rosenbrock's values span six). A GP on such values spends its variance on the outliers and
+    sees the region that matters as flat. Scaling by the median and the interquartile range, not the mean and the
+    standard deviation, keeps the bulk of the losses spread out however far the outliers lie, and the fitted
+    transform then compresses the outliers. The transform is monotone, so the order of the losses, the incumbent
+    and the meaning of Expected Improvement over it are kept; on losses that are already near normal its fitted
+    exponent is close to 1 and it changes little.
+    """
+    from scipy import stats
+
+    y = np.asarray(losses, dtype=float)
+    if len(y) < 3 or not np.all(np.isfinite(y)):
+        return y.tolist()
+    q25, median, q75 = np.percentile(y, [25, 50, 75])
+    scale = q75 - q25
+    if not scale > 0:
+        # More than half the losses are equal: fall back to the standard deviation, and to nothing if that is 0.
+        scale = float(y.std())
+    if not (scale > 0 and math.isfinite(scale)):
+        return y.tolist()
+    y = (y - median) / scale
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warped, _ = stats.yeojohnson(y)
+    if not np.all(np.isfinite(warped)) or not float(np.ptp(warped)) > 0:
+        return y.tolist()
+    return warped.tolist()
 
 
 def _optimise(layout: _CubeLayout, xs: list[list[float]], losses: list[float], pending: list[list[float]],

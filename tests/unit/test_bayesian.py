@@ -10,6 +10,7 @@ import logging
 import math
 import random
 
+import numpy as np
 import pytest
 
 pytest.importorskip("botorch")
@@ -282,3 +283,37 @@ def test_fit_subset_keeps_best_and_newest():
     # The three best are trials 1, 3 and 7; the three newest of the rest are 6, 8 and 9.
     assert [x[0] for x in kept_x] == [1.0, 3.0, 6.0, 7.0, 8.0, 9.0]
     assert kept_losses == [0.0, 1.0, 9.0, 2.0, 10.0, 11.0]
+
+
+def test_warp_losses_keeps_order_and_tames_outliers():
+    # Rosenbrock-like losses: most near the valley, a few orders of magnitude above.
+    losses = [3.0, 1.5, 80.0, 2.2, 40000.0, 0.7, 900.0, 5.5, 1.1, 250000.0]
+    warped = np.asarray(bayesian.warp_losses(losses))
+
+    assert np.all(np.isfinite(warped))
+    assert list(np.argsort(warped, kind="stable")) == list(np.argsort(losses, kind="stable"))
+    # On the raw scale the eight smaller losses are squeezed into a sliver of the range; after the warp they
+    # spread over a good part of it, so the model can tell them apart.
+    small = np.sort(warped)[:8]
+    raw_small = np.sort(losses)[:8]
+    assert (small[-1] - small[0]) / np.ptp(warped) > 0.3
+    assert (raw_small[-1] - raw_small[0]) / np.ptp(losses) < 0.01
+
+
+def test_warp_losses_leaves_symmetric_losses_nearly_linear():
+    rng = np.random.default_rng(0)
+    losses = rng.normal(size=50).tolist()
+    warped = np.asarray(bayesian.warp_losses(losses))
+    standardised = (np.asarray(losses) - np.mean(losses)) / np.std(losses)
+
+    assert np.corrcoef(warped, standardised)[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("losses", [[2.0, 2.0, 2.0], [1.0, 3.0], [1e300, -1e300, 0.0]])
+def test_warp_losses_degenerate_inputs_stay_finite(losses):
+    warped = bayesian.warp_losses(losses)
+
+    assert len(warped) == len(losses)
+    assert all(math.isfinite(value) for value in warped)
+    # Equal losses stay equal; different ones keep their order.
+    assert [a < b for a, b in zip(losses, losses[1:])] == [a < b for a, b in zip(warped, warped[1:])]
