@@ -248,8 +248,8 @@ def warp_losses(losses: Sequence[float]) -> list[float]:
     """Centre and scale the losses robustly, then reshape them with a Yeo-Johnson power transform fitted to them.
 
     Losses of real tasks and of test functions are often skewed: a few diverged trials sit orders of magnitude
-    above the rest (Rosenbrock's values span six). A GP on such values spends its variance on the outliers and
-    sees the region that matters as flat. Scaling by the median and the interquartile range, not the mean and the
+    above the rest (Rosenbrock's values span six). A GP fitted to such values spends its variance on the outliers
+    and models the region that matters as flat. Scaling by the median and the interquartile range, not the mean and the
     standard deviation, keeps the bulk of the losses spread out however far the outliers lie, and the fitted
     transform then compresses the outliers. The transform is monotone, so the order of the losses, the incumbent
     and the meaning of Expected Improvement over it are kept; on losses that are already near normal its fitted
@@ -263,7 +263,8 @@ def warp_losses(losses: Sequence[float]) -> list[float]:
     q25, median, q75 = np.percentile(y, [25, 50, 75])
     scale = q75 - q25
     if not scale > 0:
-        # More than half the losses are equal: fall back to the standard deviation, and to nothing if that is 0.
+        # When more than half the losses are equal, the standard deviation scales them instead. If it is 0 too,
+        # the losses stay as they are.
         scale = float(y.std())
     if not (scale > 0 and math.isfinite(scale)):
         return y.tolist()
