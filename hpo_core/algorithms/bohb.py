@@ -2,12 +2,14 @@
 
 BOHB (Falkner et al., "BOHB: Robust and Efficient Hyperparameter Optimization at Scale", ICML 2018) keeps
 Hyperband's brackets and rungs (see :mod:`hpo_core.algorithms.hyperband`) and changes only how a bracket's new
-configurations are chosen. Among the resources that trials ran with, it takes the largest one with enough
-results, splits those results into the best ``TopNPercent`` percent (*good*) and the rest (*bad*), and fits a
-product-kernel density to each group. It then draws ``NumSamples`` candidates from the good density, with its
-bandwidths widened by ``BandwidthFactor``, and keeps the candidate with the highest ratio of good to bad density,
-as TPE does. A ``RandomFraction`` of the new configurations, and every one drawn before any resource has enough
-results, is drawn uniformly instead, which keeps the search global.
+configurations are chosen. The model for a bracket's new configurations is fitted on the trials of the brackets
+that ran before it, never on the bracket's own results (see :meth:`BOHBSearcher._bracket_model`). Among the
+resources those trials ran with, it takes the largest one with enough results, splits those results into the
+best ``TopNPercent`` percent (*good*) and the rest (*bad*), and fits a product-kernel density to each group. It
+then draws ``NumSamples`` candidates from the good density, with its bandwidths widened by ``BandwidthFactor``,
+and keeps the candidate with the highest ratio of good to bad density, as TPE does. A ``RandomFraction`` of the
+new configurations is drawn uniformly instead, which keeps the search global, and so is every configuration of
+a bracket whose earlier brackets give no resource enough results (the whole first bracket, for instance).
 
 ``algoParams`` beyond Hyperband's: ``RandomFraction`` (in [0, 1], default 1/3), ``TopNPercent`` (in (0, 100),
 default 15), ``NumSamples`` (>= 1, default 64), ``BandwidthFactor`` (> 0, default 3), ``MinBandwidth`` (> 0,
@@ -24,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hpo_core.algorithms.base import TrialView, derived_seed, fresh_config
+from hpo_core.algorithms.base import Suggestion, TrialView, derived_seed, fresh_config
 from hpo_core.algorithms.hyperband import HyperbandSearcher, read_int_param, read_number_param
 from hpo_core.errors import SpecError
 from hpo_core.records import TrialState
@@ -162,16 +164,28 @@ class BOHBSearcher(HyperbandSearcher):
         assert num_samples is not None and min_points is not None  # both have defaults
         self.num_samples = num_samples
         self.min_points = min_points
-        # The model fitted on one set of ended trials, keyed by their ids and losses. It is rebuilt from the
-        # trials whenever they change, so the cache is never the only copy of anything.
+        # Caches of what the trials determine, so they are never the only copy of anything. A trial's
+        # configuration never changes, so its scaled coordinates are kept by trial id. The model is kept with
+        # the resource and the (loss, trial id) pairs it was fitted on, and is refitted when they change.
+        self._rows: dict[int, list[float] | None] = {}
         self._model_key: tuple | None = None
         self._model: tuple[KernelDensity, KernelDensity] | None = None
+        self._bracket_models: dict[tuple[int, int], tuple[KernelDensity, KernelDensity] | None] = {}
+
+    def suggest(self, n: int, trials: Sequence[TrialView]) -> Suggestion:
+        # All new configurations of one call are drawn from the same trials, so each bracket's model is fitted at
+        # most once per call. The memo is cleared afterwards, so nothing outlives the call.
+        self._bracket_models = {}
+        try:
+            return super().suggest(n, trials)
+        finally:
+            self._bracket_models = {}
 
     def _new_config(self, iteration: int, s: int, index: int, taken: set[tuple],
                     trials: Sequence[TrialView]) -> dict[str, Any] | None:
         rng = random.Random(derived_seed(self.spec.seed, "bohb", iteration, s, index))
         if rng.random() >= self.random_fraction:
-            model = self._fit(trials)
+            model = self._bracket_model(iteration, s, trials)
             if model is not None:
                 good, bad = model
                 np_rng = np.random.default_rng(derived_seed(self.spec.seed, "bohb-kde", iteration, s, index))
@@ -183,12 +197,57 @@ class BOHBSearcher(HyperbandSearcher):
                         return config
         return fresh_config(self.space, rng, taken)
 
+    def _bracket_model(self, iteration: int, s: int,
+                       trials: Sequence[TrialView]) -> tuple[KernelDensity, KernelDensity] | None:
+        """Fit the model for the new configurations of bracket ``s`` of ``iteration``, or ``None`` if none fits.
+
+        Only trials of the brackets that ran before this one count. Brackets run one after another, so those
+        trials have all ended, and every new configuration of the bracket comes from the same model, whatever the
+        number of workers. Refitting after each result instead lets a bracket learn from its own first rung while
+        it fills it: the model then draws more and more configurations near the best results at the first rung's
+        small resource. Where that resource ranks configurations differently from the full one, the bracket, and
+        every later model fitted on its survivors, stays in that region.
+        """
+        key = (iteration, s)
+        if key not in self._bracket_models:
+            earlier = []
+            for view in trials:
+                tags = self._rung_key(view.meta)
+                if tags is not None and (tags[0], -tags[1]) < (iteration, -s):
+                    earlier.append(view)
+            self._bracket_models[key] = self._fit(earlier)
+        return self._bracket_models[key]
+
     def _fit(self, trials: Sequence[TrialView]) -> tuple[KernelDensity, KernelDensity] | None:
         """Fit the good and bad densities on the largest resource with enough results; ``None`` if none has."""
-        by_resource: dict[float, list[tuple[float, int, list[float]]]] = {}
+        by_resource = self._observations(trials)
+        for resource in sorted(by_resource, reverse=True):
+            observations = sorted(by_resource[resource])
+            n_good = max(self.min_points, int(math.floor(self.top_percent / 100.0 * len(observations))))
+            good, bad = observations[:n_good], observations[n_good:]
+            if len(bad) < self.min_points or not all(math.isfinite(loss) for loss, _ in good):
+                continue
+            key = (resource, tuple(observations))
+            if key != self._model_key:
+                choices = _choices(self.space)
+                self._model_key = key
+                self._model = (
+                    KernelDensity(np.array([self._rows[i] for _, i in good], dtype=float), choices,
+                                  self.min_bandwidth),
+                    KernelDensity(np.array([self._rows[i] for _, i in bad], dtype=float), choices,
+                                  self.min_bandwidth),
+                )
+            return self._model
+        return None
+
+    def _observations(self, trials: Sequence[TrialView]) -> dict[float, list[tuple[float, int]]]:
+        """Group the ``(loss, trial id)`` pairs of the ended trials by resource.
+
+        A failed trial has an infinite loss. Trials whose configuration is outside the search space are left out.
+        """
+        by_resource: dict[float, list[tuple[float, int]]] = {}
         for view in trials:
-            resource = self.resource.resource_of(view)
-            if resource is None or view.pending:
+            if view.pending:
                 continue
             if view.loss is not None:
                 loss = float(view.loss)
@@ -196,27 +255,19 @@ class BOHBSearcher(HyperbandSearcher):
                 loss = math.inf
             else:
                 continue
-            try:
-                row = _to_unit(self.space, view.config)
-            except (KeyError, ValueError):
+            resource = self.resource.resource_of(view)
+            if resource is None or self._row(view) is None:
                 continue
-            by_resource.setdefault(resource, []).append((loss, view.id, row))
+            by_resource.setdefault(resource, []).append((loss, view.id))
+        return by_resource
 
-        key = tuple(sorted((r, tuple((loss, i) for loss, i, _ in obs)) for r, obs in by_resource.items()))
-        if key == self._model_key:
-            return self._model
-        self._model_key, self._model = key, None
-
-        for resource in sorted(by_resource, reverse=True):
-            observations = sorted(by_resource[resource], key=lambda o: (o[0], o[1]))
-            n_good = max(self.min_points, int(math.floor(self.top_percent / 100.0 * len(observations))))
-            good, bad = observations[:n_good], observations[n_good:]
-            if len(bad) < self.min_points or not all(math.isfinite(o[0]) for o in good):
-                continue
-            choices = _choices(self.space)
-            self._model = (
-                KernelDensity(np.array([o[2] for o in good], dtype=float), choices, self.min_bandwidth),
-                KernelDensity(np.array([o[2] for o in bad], dtype=float), choices, self.min_bandwidth),
-            )
-            break
-        return self._model
+    def _row(self, view: TrialView) -> list[float] | None:
+        """Return the trial's scaled coordinates, or ``None`` when its configuration is outside the space."""
+        if view.id in self._rows:
+            return self._rows[view.id]
+        try:
+            row: list[float] | None = _to_unit(self.space, view.config)
+        except (KeyError, ValueError):
+            row = None
+        self._rows[view.id] = row
+        return row

@@ -440,6 +440,79 @@ def test_bohb_model_proposals_near_good_region():
     assert sum(model_error) / len(model_error) < 0.5 * sum(random_error) / len(random_error)
 
 
+def test_bohb_proposals_independent_of_workers():
+    # Each bracket's model is fitted only on the brackets before it, which have ended by the time it draws, so
+    # the number of workers cannot change which configurations BOHB proposes.
+    make = lambda: BOHBSearcher(make_spec("BOHB", value="27", extra={"Iterations": "2"}))  # noqa: E731
+    one_worker, _, _ = simulate(make, slots=1)
+    seven_workers, _, _ = simulate(make, slots=7)
+    assert len(one_worker) == 138
+    assert [(t.config, t.meta) for t in seven_workers] == [(t.config, t.meta) for t in one_worker]
+
+
+def test_bohb_bracket_ignores_own_results():
+    # The first bracket's first rung has 27 configurations. After 20 of them end, the model must not use their
+    # results to draw the other 7, whatever those results are.
+    proposals = []
+    for sign in (1, -1):
+        searcher = BOHBSearcher(make_spec("BOHB", value="27", extra={"RandomFraction": "0"}))
+        trials: list[TrialView] = []
+        for view in add_pending(trials, searcher.suggest(20, trials)):
+            finish(trials, view, sign * quality(view.config))
+        proposals.append(searcher.suggest(7, trials).configs)
+    assert len(proposals[0]) == 7
+    assert proposals[0] == proposals[1]
+
+
+def test_bohb_fits_largest_qualifying_resource():
+    # Two hyperparameters give MinPointsInModel 3, so a resource qualifies with 3 good and 3 bad results.
+    searcher = BOHBSearcher(make_spec("BOHB", value="27"))
+    rng = random.Random(3)
+    trials: list[TrialView] = []
+    for epochs, count in ((1, 20), (3, 8), (9, 5)):
+        for _ in range(count):
+            config = {"lr": 10 ** rng.uniform(-4, -1), "momentum": rng.uniform(0.0, 0.99), "epochs": epochs}
+            trials.append(TrialView(len(trials), config, TrialState.FINISHED, loss=quality(config)))
+    trials.append(TrialView(len(trials), {"lr": 1e-3, "momentum": 0.9, "epochs": 27}, TrialState.RUNNING))
+
+    good, bad = searcher._fit(trials)
+
+    at_three = sorted((view for view in trials if view.config["epochs"] == 3), key=lambda view: view.loss)
+    expected_good = []
+    for view in at_three[:3]:
+        expected_good += [(math.log10(view.config["lr"]) + 4) / 3, view.config["momentum"] / 0.99]
+    assert len(good.points) == 3
+    assert len(bad.points) == 5
+    assert good.points.ravel().tolist() == pytest.approx(expected_good)
+
+
+def test_bohb_converts_each_trial_once(monkeypatch):
+    import hpo_core.algorithms.bohb as bohb_module
+
+    converted = []
+    original = bohb_module._to_unit
+
+    def counting_to_unit(space, config):
+        converted.append(config)
+        return original(space, config)
+
+    monkeypatch.setattr(bohb_module, "_to_unit", counting_to_unit)
+    searcher = BOHBSearcher(make_spec("BOHB", value="27"))
+    trials: list[TrialView] = []
+    for view in add_pending(trials, searcher.suggest(12, trials)):
+        finish(trials, view, quality(view.config))
+
+    first = searcher._fit(trials)
+    second = searcher._fit(trials)
+    assert len(converted) == 12
+    assert second is first
+
+    for view in add_pending(trials, searcher.suggest(1, trials)):
+        finish(trials, view, quality(view.config))
+    assert searcher._fit(trials) is not first
+    assert len(converted) == 13
+
+
 def test_bohb_rejects_bad_params():
     with pytest.raises(SpecError, match="RandomFraction"):
         BOHBSearcher(make_spec("BOHB", extra={"RandomFraction": "1.5"}))
