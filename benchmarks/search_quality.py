@@ -1,24 +1,31 @@
-"""Compare the search quality of openhpo's searchers with Optuna's and hyperopt's on standard test functions.
+"""Compare the search quality of openhpo's searchers with Optuna's and hyperopt's on test functions and a model.
 
-Each run minimises one function from ``botorch.test_functions`` (Branin, Hartmann6, Rosenbrock 5-D, Levy 5-D,
-all with a known optimum) over a WMLA ``hyperParams`` space of DOUBLE ranges for a fixed number of trials. It
-records the simple regret (best value found minus the optimum) after every trial. openhpo's searchers are driven
-through the algorithm layer, the way the coordinator drives them: a loop that calls ``suggest`` and reports each
-result. The ``-b4`` variants keep four trials running at once: each step finishes the oldest running trial and
-asks for one more configuration while three are still pending.
+Each run minimises one function for a fixed number of trials and records, after every trial, the simple regret
+(best value found minus the optimum) where the optimum is known, or else the best value found. Four functions come
+from ``botorch.test_functions`` (Branin, Hartmann6, Rosenbrock 5-D, Levy 5-D) over a space of DOUBLE ranges, with
+known optima. ``Digits`` is the validation cross-entropy of a small MLP trained on scikit-learn's digits for a
+fixed number of epochs, over a mixed space (log-scaled floats, an INT range, discrete INT and STR lists), with no
+known optimum. openhpo's searchers are driven through the algorithm layer, the way the coordinator drives them: a
+loop that calls ``suggest`` and reports each result. Optuna and hyperopt receive the same space in their own
+parameter kinds (log floats, ints, categoricals). The ``-b4`` variants keep four trials running at once: each step
+finishes the oldest running trial and requests one more configuration while three are still pending.
 
-Writes ``search_quality.json`` (every regret curve) and ``search_quality.png`` (median regret against trials,
-with the interquartile band) into the output folder, and prints a markdown table of median and interquartile
-regret at the reported budgets.
+Writes ``search_quality.json`` (every curve) and ``search_quality.png`` (the median curve against trials, with the
+interquartile band) into the output folder, and prints a markdown table of the median and interquartile range at
+the reported budgets. ``--from-json`` redraws the plot and the table from one or more earlier JSON files, merging
+their runs, without running anything.
 
 Example::
 
-    python benchmarks/search_quality.py --seeds 20 --jobs 2
+    python benchmarks/search_quality.py --seeds 20 --gp-seeds 10 --parallel --jobs 2
+    python benchmarks/search_quality.py --seeds 3 --budget 30 --report 30 --methods Random TPE --jobs 2
+    python benchmarks/search_quality.py --functions Digits --seeds 20 --gp-seeds 10 --jobs 1
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -30,7 +37,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hpo_core.algorithms import create_searcher  # noqa: E402
 from hpo_core.algorithms.base import TrialView  # noqa: E402
 from hpo_core.records import TrialState  # noqa: E402
+from hpo_core.space import DataType, SearchSpace  # noqa: E402
 from hpo_core.spec import TaskSpec  # noqa: E402
 
-FUNCTIONS = ("Branin", "Hartmann6", "Rosenbrock5", "Levy5")
+FUNCTIONS = ("Branin", "Hartmann6", "Rosenbrock5", "Levy5", "Digits")
 METHODS = ("Random", "TPE", "Bayesian", "optuna-TPE", "optuna-TPE-independent", "optuna-GP", "hyperopt-TPE")
 PARALLEL_METHODS = ("TPE-b4", "Bayesian-b4")
 # openhpo algorithm name of each openhpo method, and the number of trials kept running at once.
@@ -49,16 +57,33 @@ _OPENHPO = {"Random": ("Random", 1), "TPE": ("Tpe", 1), "Bayesian": ("Bayesian",
             "TPE-b4": ("Tpe", 4), "Bayesian-b4": ("Bayesian", 4)}
 
 
+class Problem(Protocol):
+    """A function to minimise over a WMLA search space. Its ``optimum`` is ``None`` where it is not known."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def optimum(self) -> float | None: ...
+
+    def hyper_params(self) -> list[dict[str, Any]]: ...
+
+    def evaluate(self, config: dict[str, Any]) -> float: ...
+
+
 @dataclass(frozen=True)
-class Problem:
+class TestFunction:
+    """A botorch test function with a known optimum, over one DOUBLE range per input ``x0``, ``x1``, ..."""
+
     name: str
     function: Any
     optimum: float
     bounds: list[tuple[float, float]]
 
-    def __call__(self, x: list[float]) -> float:
+    def evaluate(self, config: dict[str, Any]) -> float:
         import torch
 
+        x = [config[f"x{i}"] for i in range(len(self.bounds))]
         return float(self.function.evaluate_true(torch.tensor([x], dtype=torch.float64)).item())
 
     def hyper_params(self) -> list[dict[str, Any]]:
@@ -66,13 +91,104 @@ class Problem:
                 for i, (low, high) in enumerate(self.bounds)]
 
 
+#: Digits' value for a training run that diverged or ended worse than a uniform guess over the ten classes.
+DIGITS_WORST_LOSS = math.log(10)
+
+
+@dataclass(frozen=True)
+class Digits:
+    """A small MLP trained on scikit-learn's ``load_digits`` for a fixed number of epochs.
+
+    The value is the cross-entropy on a fixed, stratified validation quarter of the 1,797 images. Cross-entropy
+    rather than the error rate, because with 450 validation images the error moves in steps of 1/450 and many
+    configurations tie, while the cross-entropy still orders them. The split, the initial weights, the dropout
+    masks and the batch order are all seeded, so the value is a deterministic function of the configuration for
+    a given torch build and thread count. The optimum is unknown, so runs record the best value found.
+    """
+
+    name: str = "Digits"
+    optimum: float | None = None
+    epochs: int = 4
+
+    def hyper_params(self) -> list[dict[str, Any]]:
+        """Return the space a user would tune: log-scaled rates, an INT width, a discrete batch size, an optimizer."""
+        return [
+            {"name": "lr", "type": "Range", "dataType": "DOUBLE", "minDbVal": -4, "maxDbVal": -0.5, "power": "10"},
+            {"name": "hidden", "type": "Range", "dataType": "INT", "minIntVal": 16, "maxIntVal": 256},
+            {"name": "weight_decay", "type": "Range", "dataType": "DOUBLE", "minDbVal": -6, "maxDbVal": -2,
+             "power": "10"},
+            {"name": "batch_size", "type": "Discrete", "dataType": "INT", "discreteIntVal": [32, 64, 128, 256]},
+            {"name": "dropout", "type": "Range", "dataType": "DOUBLE", "minDbVal": 0.0, "maxDbVal": 0.5},
+            {"name": "optimizer", "type": "Discrete", "dataType": "STR", "discreteStrVal": ["sgd", "adam"]},
+        ]
+
+    def evaluate(self, config: dict[str, Any]) -> float:
+        return digits_validation_loss(config, self.epochs)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_tensors() -> tuple[Any, Any, Any, Any]:
+    """Load the digits once per process: training and validation inputs scaled to [0, 1], and their labels."""
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    images, labels = load_digits(return_X_y=True)
+    x_train, x_val, y_train, y_val = train_test_split(images / 16.0, labels, test_size=0.25, random_state=0,
+                                                      stratify=labels)
+    return (torch.tensor(x_train, dtype=torch.float32), torch.tensor(y_train),
+            torch.tensor(x_val, dtype=torch.float32), torch.tensor(y_val))
+
+
+def digits_validation_loss(config: dict[str, Any], epochs: int) -> float:
+    """Train the digits MLP with ``config`` for ``epochs`` epochs and return its validation cross-entropy.
+
+    The result is capped at ``DIGITS_WORST_LOSS``, which is also returned when training diverges.
+    """
+    import torch
+    from torch import nn
+
+    x_train, y_train, x_val, y_val = _digits_tensors()
+    batch_size = int(config["batch_size"])
+    # A private random stream, so that the searchers' own use of torch's global generator is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, int(config["hidden"])), nn.ReLU(), nn.Dropout(float(config["dropout"])),
+                              nn.Linear(int(config["hidden"]), 10))
+        lr, weight_decay = float(config["lr"]), float(config["weight_decay"])
+        if config["optimizer"] == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+        elif config["optimizer"] == "adam":
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        else:
+            raise ValueError(f"invalid optimizer {config['optimizer']!r}, expected 'sgd' or 'adam'")
+        batch_order = torch.Generator().manual_seed(0)
+        model.train()
+        for _ in range(epochs):
+            permutation = torch.randperm(len(x_train), generator=batch_order)
+            for start in range(0, len(x_train), batch_size):
+                rows = permutation[start:start + batch_size]
+                loss = nn.functional.cross_entropy(model(x_train[rows]), y_train[rows])
+                if not torch.isfinite(loss):
+                    return DIGITS_WORST_LOSS
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            value = float(nn.functional.cross_entropy(model(x_val), y_val))
+    return value if math.isfinite(value) and value < DIGITS_WORST_LOSS else DIGITS_WORST_LOSS
+
+
 def make_problem(name: str) -> Problem:
+    if name == "Digits":
+        return Digits()
     from botorch.test_functions import Branin, Hartmann, Levy, Rosenbrock
 
     function = {"Branin": lambda: Branin(), "Hartmann6": lambda: Hartmann(dim=6),
                 "Rosenbrock5": lambda: Rosenbrock(dim=5), "Levy5": lambda: Levy(dim=5)}[name]()
     bounds = [(float(low), float(high)) for low, high in function.bounds.T.tolist()]
-    return Problem(name, function, float(function.optimal_value), bounds)
+    return TestFunction(name, function, float(function.optimal_value), bounds)
 
 
 # --- one run of each method ---------------------------------------------------------------------------------------
@@ -89,7 +205,6 @@ def run_openhpo(problem: Problem, algorithm: str, batch: int, budget: int, seed:
         "hyperParams": problem.hyper_params(),
     })
     searcher = create_searcher(spec)
-    names = spec.space.names
     trials: list[TrialView] = []
     values: list[float] = []
     running: list[int] = []
@@ -103,10 +218,72 @@ def run_openhpo(problem: Problem, algorithm: str, batch: int, budget: int, seed:
         # Finish the oldest running trial.
         trial_id = running.pop(0)
         config = trials[trial_id].config
-        value = problem([config[name] for name in names])
+        value = problem.evaluate(config)
         trials[trial_id] = TrialView(trial_id, config, TrialState.FINISHED, value)
         values.append(value)
     return values
+
+
+def suggest_optuna(trial: Any, space: SearchSpace) -> dict[str, Any]:
+    """Draw a configuration of ``space`` from an Optuna trial, each parameter in Optuna's own kind.
+
+    A power range becomes a log-scaled float or int, an INT range an int, a discrete list a categorical.
+
+    Raises:
+        ValueError: a range has both ``power`` and ``step``, which Optuna cannot express.
+    """
+    config: dict[str, Any] = {}
+    for param in space:
+        if param.is_categorical:
+            config[param.name] = trial.suggest_categorical(param.name, list(param.choices))
+            continue
+        if param.power is not None and param.step is not None:
+            raise ValueError(f"parameter {param.name!r} has both power and step, which Optuna cannot express. "
+                             "Drop one of them")
+        low, high = param.value_bounds()
+        log = param.power is not None
+        if param.data_type is DataType.INT:
+            step = 1 if param.step is None else int(param.step)
+            config[param.name] = trial.suggest_int(param.name, int(low), int(high), step=step, log=log)
+        else:
+            config[param.name] = trial.suggest_float(param.name, low, high, step=param.step, log=log)
+    return config
+
+
+def hyperopt_space(space: SearchSpace) -> list[Any]:
+    """Express ``space`` as a list of hyperopt expressions, in the order of ``space.names``.
+
+    A power range becomes ``loguniform`` (``qloguniform`` with q = 1, cast to int, for an INT), an INT range
+    ``uniformint``, a DOUBLE range ``uniform`` and a discrete list ``choice``.
+
+    Raises:
+        ValueError: a range has a ``step``, which hyperopt's quantised distributions match only when the bounds
+            are multiples of the step.
+    """
+    from hyperopt import hp
+    from hyperopt.pyll import scope
+
+    expressions = []
+    for param in space:
+        if param.is_categorical:
+            expressions.append(hp.choice(param.name, list(param.choices)))
+            continue
+        if param.step is not None:
+            raise ValueError(f"parameter {param.name!r} has a step, which this hyperopt adapter does not express; "
+                             "use a Discrete list")
+        # The bounds as written (exponents for a power range), not the grid indices that bounds() gives an INT.
+        low, high = param.low, param.high
+        if param.power is not None:
+            scale = math.log(param.power)
+            if param.data_type is DataType.INT:
+                expressions.append(scope.int(hp.qloguniform(param.name, low * scale, high * scale, 1)))
+            else:
+                expressions.append(hp.loguniform(param.name, low * scale, high * scale))
+        elif param.data_type is DataType.INT:
+            expressions.append(hp.uniformint(param.name, low, high))
+        else:
+            expressions.append(hp.uniform(param.name, low, high))
+    return expressions
 
 
 def run_optuna(problem: Problem, sampler_name: str, budget: int, seed: int) -> list[float]:
@@ -121,11 +298,11 @@ def run_optuna(problem: Problem, sampler_name: str, budget: int, seed: int) -> l
     else:
         sampler = optuna.samplers.GPSampler(seed=seed)
     study = optuna.create_study(sampler=sampler, direction="minimize")
+    space = SearchSpace.from_wmla(problem.hyper_params())
     values: list[float] = []
 
     def objective(trial) -> float:
-        x = [trial.suggest_float(f"x{i}", low, high) for i, (low, high) in enumerate(problem.bounds)]
-        values.append(problem(x))
+        values.append(problem.evaluate(suggest_optuna(trial, space)))
         return values[-1]
 
     study.optimize(objective, n_trials=budget)
@@ -133,16 +310,16 @@ def run_optuna(problem: Problem, sampler_name: str, budget: int, seed: int) -> l
 
 
 def run_hyperopt(problem: Problem, budget: int, seed: int) -> list[float]:
-    from hyperopt import Trials, fmin, hp, tpe
+    from hyperopt import Trials, fmin, tpe
 
-    space = [hp.uniform(f"x{i}", low, high) for i, (low, high) in enumerate(problem.bounds)]
+    space = SearchSpace.from_wmla(problem.hyper_params())
     values: list[float] = []
 
     def objective(x) -> float:
-        values.append(problem(list(x)))
+        values.append(problem.evaluate(dict(zip(space.names, x))))
         return values[-1]
 
-    fmin(objective, space, algo=tpe.suggest, max_evals=budget, trials=Trials(),
+    fmin(objective, hyperopt_space(space), algo=tpe.suggest, max_evals=budget, trials=Trials(),
          rstate=np.random.default_rng(seed), show_progressbar=False)
     return values
 
@@ -166,26 +343,41 @@ def run_one(task: tuple[str, str, int, int]) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS + PARALLEL_METHODS}")
     seconds = time.perf_counter() - start
-    regret = np.minimum.accumulate(np.asarray(values) - problem.optimum)
+    best = np.minimum.accumulate(np.asarray(values))
+    if problem.optimum is None:
+        kind, curve = "best", best
+    else:
+        kind, curve = "regret", np.maximum(best - problem.optimum, 0.0)
     return {"method": method, "function": function_name, "seed": seed, "seconds": seconds,
-            "regret": [max(float(r), 0.0) for r in regret]}
+            kind: [float(f"{float(v):.6g}") for v in curve]}
 
 
 # --- reporting ------------------------------------------------------------------------------------------------------
 
+#: Axis label of each curve a run can record: ``regret`` where the optimum is known, ``best`` where it is not.
+CURVE_LABELS = {"regret": "simple regret", "best": "best value found"}
+
+
+def curve_kind(run: dict[str, Any]) -> str:
+    """Return which curve a run recorded, ``regret`` or ``best``."""
+    return "regret" if "regret" in run else "best"
+
+
 def summarise(runs: list[dict[str, Any]], budgets: list[int]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Median and quartiles of the regret per method, function and budget."""
+    """Median and quartiles of the recorded curve (regret or best value) per method, function and budget."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for run in runs:
-        table.setdefault(run["method"], {}).setdefault(run["function"], {"curves": [], "seconds": []})
+        table.setdefault(run["method"], {}).setdefault(run["function"],
+                                                       {"curves": [], "seconds": [], "kind": curve_kind(run)})
         cell = table[run["method"]][run["function"]]
-        cell["curves"].append(run["regret"])
+        cell["curves"].append(run[cell["kind"]])
         cell["seconds"].append(run["seconds"])
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for method, by_function in table.items():
         for function_name, cell in by_function.items():
             curves = np.asarray(cell["curves"])
-            entry: dict[str, Any] = {"seeds": len(curves), "mean_seconds_per_run": float(np.mean(cell["seconds"]))}
+            entry: dict[str, Any] = {"seeds": len(curves), "curve": cell["kind"],
+                                     "mean_seconds_per_run": float(np.mean(cell["seconds"]))}
             for budget in budgets:
                 if budget <= curves.shape[1]:
                     q25, median, q75 = np.percentile(curves[:, budget - 1], [25, 50, 75])
@@ -195,7 +387,11 @@ def summarise(runs: list[dict[str, Any]], budgets: list[int]) -> dict[str, dict[
 
 
 def markdown_table(summary: dict[str, dict[str, dict[str, Any]]], functions: list[str], budgets: list[int]) -> str:
-    header = "| method | " + " | ".join(f"{f} @{b}" for f in functions for b in budgets) + " |"
+    """Tabulate the median [q25, q75] per method and budget. A column of best values has "best" in its header."""
+    kinds = {function_name: entry.get("curve", "regret")
+             for by_function in summary.values() for function_name, entry in by_function.items()}
+    header = "| method | " + " | ".join(f"{f}{' best' if kinds.get(f) == 'best' else ''} @{b}"
+                                      for f in functions for b in budgets) + " |"
     lines = [header, "|---" * (1 + len(functions) * len(budgets)) + "|"]
     for method, by_function in summary.items():
         cells = []
@@ -225,28 +421,68 @@ def plot(runs: list[dict[str, Any]], functions: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(functions), figsize=(4.2 * len(functions), 3.6), squeeze=False)
+    columns = 2 if len(functions) > 1 else 1
+    rows = math.ceil(len(functions) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.0 * rows), squeeze=False)
     methods = list(dict.fromkeys(run["method"] for run in runs))
-    for ax, function_name in zip(axes[0], functions):
+    colours = {method: f"C{i}" for i, method in enumerate(methods)}
+    for ax, function_name in zip(axes.flat, functions):
+        kind = next((curve_kind(run) for run in runs if run["function"] == function_name), "regret")
+        tops_after_start: list[float] = []
+        bottoms: list[float] = []
         for method in methods:
-            curves = np.asarray([run["regret"] for run in runs
+            curves = np.asarray([run[kind] for run in runs
                                  if run["method"] == method and run["function"] == function_name])
             if curves.size == 0:
                 continue
             q25, median, q75 = np.percentile(curves, [25, 50, 75], axis=0)
             trials = np.arange(1, curves.shape[1] + 1)
+            # openhpo's searchers are solid lines, the other libraries dashed.
             style = "--" if method.startswith(("optuna", "hyperopt")) else "-"
-            (line,) = ax.plot(trials, median, style, label=method, linewidth=1.4)
-            ax.fill_between(trials, q25, q75, color=line.get_color(), alpha=0.12)
-        ax.set_yscale("log")
+            ax.plot(trials, median, style, color=colours[method], label=f"{method} ({len(curves)})", linewidth=1.4)
+            ax.fill_between(trials, q25, q75, color=colours[method], alpha=0.10)
+            tops_after_start.append(float(q75[min(9, len(q75) - 1)]))
+            bottoms.append(float(q25.min()))
+        if kind == "regret":
+            ax.set_yscale("log")
+        elif tops_after_start:
+            # Best values of the first few (random) trials can be far above the rest and would flatten the curves
+            # that matter, so the axis ends at the highest upper quartile after trial 10.
+            margin = 0.05 * (max(tops_after_start) - min(bottoms))
+            ax.set_ylim(min(bottoms) - margin, max(tops_after_start) + margin)
         ax.set_title(function_name)
         ax.set_xlabel("trials")
+        ax.set_ylabel(f"{CURVE_LABELS[kind]} (median, IQR band)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("median simple regret")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    for ax in list(axes.flat)[len(functions):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    # Five legend entries fit across two plots, three across one.
+    legend_columns = min(len(labels), 5 if columns > 1 else 3)
+    fig.legend(handles, labels, loc="lower center", ncol=legend_columns, fontsize=8,
+               title="method (seeds)", title_fontsize=8)
+    fig.tight_layout(rect=(0, 0.08 + 0.02 * math.ceil(len(labels) / legend_columns), 1, 1))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def ordered_summary(runs: list[dict[str, Any]], budgets: list[int]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Sort ``runs`` in place by method, function and seed, and summarise them with the methods in that order."""
+    order = {m: i for i, m in enumerate(METHODS + PARALLEL_METHODS)}
+    runs.sort(key=lambda r: (order[r["method"]], r["function"], r["seed"]))
+    summary = summarise(runs, budgets)
+    return {m: summary[m] for m in sorted(summary, key=order.__getitem__)}
+
+
+def replot(sources: list[Path], out: Path, name: str, budgets: list[int]) -> int:
+    """Redraw the plot and reprint the table from the runs of one or more JSON files that earlier runs wrote."""
+    runs = [run for source in sources for run in json.loads(source.read_text())["runs"]]
+    functions = [f for f in FUNCTIONS if any(run["function"] == f for run in runs)]
+    summary = ordered_summary(runs, budgets)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(runs, functions, out / f"{name}.png")
+    print(markdown_table(summary, functions, budgets))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,7 +500,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
                         help="folder for search_quality.json and search_quality.png")
     parser.add_argument("--name", default="search_quality", help="file name stem of the outputs")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="run nothing: redraw the plot and reprint the table from the runs of these earlier "
+                             "JSON outputs, merged")
     args = parser.parse_args(argv)
+    if args.from_json is not None:
+        return replot(args.from_json, args.out, args.name, args.report)
 
     methods = list(args.methods) + (list(PARALLEL_METHODS) if args.parallel else [])
     gp_seeds = args.seeds if args.gp_seeds is None else min(args.gp_seeds, args.seeds)
@@ -282,19 +523,17 @@ def main(argv: list[str] | None = None) -> int:
         for i, run in enumerate(pool.map(run_one, tasks), 1):
             runs.append(run)
             print(f"[{i}/{len(tasks)}] {run['method']} {run['function']} seed {run['seed']}: "
-                  f"regret {run['regret'][-1]:.4g} in {run['seconds']:.1f} s", file=sys.stderr, flush=True)
+                  f"{curve_kind(run)} {run[curve_kind(run)][-1]:.4g} in {run['seconds']:.1f} s", file=sys.stderr,
+                  flush=True)
     elapsed = time.perf_counter() - started
 
-    order = {m: i for i, m in enumerate(METHODS + PARALLEL_METHODS)}
-    runs.sort(key=lambda r: (order[r["method"]], r["function"], r["seed"]))
-    summary = summarise(runs, args.report)
-    summary = {m: summary[m] for m in sorted(summary, key=order.__getitem__)}
+    summary = ordered_summary(runs, args.report)
     args.out.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     document = {"command": " ".join(["python", "benchmarks/search_quality.py"] + sys.argv[1:]),
                 "machine": machine, "elapsed_seconds": elapsed, "budget": args.budget,
                 "summary": summary, "runs": runs}
-    (args.out / f"{args.name}.json").write_text(json.dumps(document, indent=1))
+    (args.out / f"{args.name}.json").write_text(json.dumps(document, separators=(",", ":")))
     plot(runs, args.functions, args.out / f"{args.name}.png")
     print(markdown_table(summary, args.functions, args.report))
     print(f"\n{len(tasks)} runs in {elapsed / 60:.1f} min on {machine['cpus']} CPUs", file=sys.stderr)
