@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import gzip
 import functools
 import json
 import logging
@@ -474,14 +475,59 @@ def ordered_summary(runs: list[dict[str, Any]], budgets: list[int]) -> dict[str,
     return {m: summary[m] for m in sorted(summary, key=order.__getitem__)}
 
 
-def replot(sources: list[Path], out: Path, name: str, budgets: list[int]) -> int:
-    """Redraw the plot and reprint the table from the runs of one or more JSON files that earlier runs wrote."""
-    runs = [run for source in sources for run in json.loads(source.read_text())["runs"]]
+def paired_table(runs: list[dict[str, Any]], method: str, baseline: str, functions: list[str],
+                 budgets: list[int], resamples: int = 2000) -> str:
+    """Compare two methods seed by seed, as a markdown table.
+
+    For each function and budget the table gives three figures. The first is the ratio of the two medians,
+    ``method`` over ``baseline``, where a value below 1 means that ``method`` found better values. The second is
+    a 90% bootstrap interval of that ratio, which resamples the seeds that both methods ran, keeping each pair
+    together. The third is the share of those seeds where ``method`` is strictly better.
+    """
+    rng = np.random.default_rng(0)
+    header = "| function | budget | seeds | median ratio | 90% interval | seeds where better |"
+    lines = [f"{method} against {baseline}", "", header, "|---|---|---|---|---|---|"]
+    for function_name in functions:
+        by_seed = {name: {run["seed"]: run[curve_kind(run)] for run in runs
+                          if run["method"] == name and run["function"] == function_name}
+                   for name in (method, baseline)}
+        seeds = sorted(set(by_seed[method]) & set(by_seed[baseline]))
+        if not seeds:
+            continue
+        for budget in budgets:
+            ours = np.asarray([by_seed[method][seed][budget - 1] for seed in seeds])
+            theirs = np.asarray([by_seed[baseline][seed][budget - 1] for seed in seeds])
+            picks = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.median(ours) / np.median(theirs)
+                ratios = np.median(ours[picks], axis=1) / np.median(theirs[picks], axis=1)
+            low, high = np.nanpercentile(ratios, [5, 95])
+            lines.append(f"| {function_name} | {budget} | {len(seeds)} | {ratio:.2f} | [{low:.2f}, {high:.2f}] | "
+                         f"{100 * np.mean(ours < theirs):.0f}% |")
+    return "\n".join(lines)
+
+
+def replot(sources: list[Path], out: Path, name: str, budgets: list[int], compare: list[str] | None) -> int:
+    """Merge the runs of JSON files that earlier runs wrote: write them as one JSON, redraw the plot, print tables.
+
+    A run (method, function, seed) found in several files is taken from the last of them.
+    """
+    merged: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for source in sources:
+        text = gzip.decompress(source.read_bytes()).decode() if source.suffix == ".gz" else source.read_text()
+        for run in json.loads(text)["runs"]:
+            merged[(run["method"], run["function"], run["seed"])] = run
+    runs = list(merged.values())
     functions = [f for f in FUNCTIONS if any(run["function"] == f for run in runs)]
     summary = ordered_summary(runs, budgets)
     out.mkdir(parents=True, exist_ok=True)
+    document = {"command": " ".join(["python", "benchmarks/search_quality.py"] + sys.argv[1:]),
+                "sources": [source.name for source in sources], "summary": summary, "runs": runs}
+    (out / f"{name}.json").write_text(json.dumps(document, separators=(",", ":")))
     plot(runs, functions, out / f"{name}.png")
     print(markdown_table(summary, functions, budgets))
+    if compare:
+        print("\n" + paired_table(runs, compare[0], compare[1], functions, budgets))
     return 0
 
 
@@ -502,10 +548,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="search_quality", help="file name stem of the outputs")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None,
                         help="run nothing: redraw the plot and reprint the table from the runs of these earlier "
-                             "JSON outputs, merged")
+                             "JSON outputs (.json or .json.gz), merged, and write the merged runs as <name>.json")
+    parser.add_argument("--compare", nargs=2, metavar=("METHOD", "BASELINE"), default=None,
+                        help="also print a seed-by-seed comparison of two methods: the ratio of their medians "
+                             "with a bootstrap interval, and the share of seeds where METHOD is better")
     args = parser.parse_args(argv)
     if args.from_json is not None:
-        return replot(args.from_json, args.out, args.name, args.report)
+        return replot(args.from_json, args.out, args.name, args.report, args.compare)
 
     methods = list(args.methods) + (list(PARALLEL_METHODS) if args.parallel else [])
     gp_seeds = args.seeds if args.gp_seeds is None else min(args.gp_seeds, args.seeds)
@@ -536,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.name}.json").write_text(json.dumps(document, separators=(",", ":")))
     plot(runs, args.functions, args.out / f"{args.name}.png")
     print(markdown_table(summary, args.functions, args.report))
+    if args.compare:
+        print("\n" + paired_table(runs, args.compare[0], args.compare[1], args.functions, args.report))
     print(f"\n{len(tasks)} runs in {elapsed / 60:.1f} min on {machine['cpus']} CPUs", file=sys.stderr)
     return 0
 

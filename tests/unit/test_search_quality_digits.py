@@ -98,3 +98,28 @@ def test_library_configs_stay_in_space(method):
         assert type(config["hidden"]) is int
         assert type(config["batch_size"]) is int
         assert isinstance(config["optimizer"], str)
+
+
+def _run(method: str, seed: int, values: list[float]) -> dict[str, Any]:
+    return {"method": method, "function": "Branin", "seed": seed, "seconds": 0.0, "regret": values}
+
+
+def test_paired_table_ratio_interval_and_share():
+    # On every seed TPE's regret is half of Optuna's, so every resample gives the ratio 0.5.
+    runs = [_run("TPE", seed, [1.0 + seed, 0.5 + seed]) for seed in range(10)]
+    runs += [_run("optuna-TPE", seed, [2.0 + 2 * seed, 1.0 + 2 * seed]) for seed in range(10)]
+    # A seed that only one method has is left out of the pairs.
+    runs.append(_run("TPE", 99, [100.0, 100.0]))
+
+    table = bench.paired_table(runs, "TPE", "optuna-TPE", ["Branin"], [2])
+    row = table.splitlines()[-1]
+
+    assert row == "| Branin | 2 | 10 | 0.50 | [0.50, 0.50] | 100% |"
+
+
+def test_paired_table_counts_ties_as_not_better():
+    runs = [_run("TPE", seed, [1.0]) for seed in range(4)] + [_run("Random", seed, [1.0]) for seed in range(4)]
+
+    row = bench.paired_table(runs, "TPE", "Random", ["Branin"], [1]).splitlines()[-1]
+
+    assert row.endswith("| 1.00 | [1.00, 1.00] | 0% |")
