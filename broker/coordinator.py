@@ -215,8 +215,17 @@ class Coordinator:
             state = self.store.get_task(name).algo_state
             if state:
                 searcher.set_state(state)
+            # The scheduler comes first: an invalid early-stopping setting raises here, and a searcher cached
+            # before that would hide the error from every later call.
+            try:
+                scheduler = searcher.scheduler() or _create_scheduler(spec)
+            except OpenHPOError:
+                close = getattr(searcher, "close", None)
+                if callable(close):
+                    close()
+                raise
             self._searchers[key] = searcher
-            self._schedulers[key] = searcher.scheduler() or _create_scheduler(spec)
+            self._schedulers[key] = scheduler
         return searcher
 
     def _end(self, name: str, state: TaskState, bound, reason: str) -> None:

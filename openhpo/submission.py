@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import json
 import secrets
@@ -52,17 +53,29 @@ def check_algorithm(spec: TaskSpec) -> None:
     Raises:
         SpecError: naming the algorithm or the ``algoParams`` entry.
     """
-    from hpo_core.algorithms import create_searcher
-    from hpo_core.algorithms.plugin import find_plugin
+    from hpo_core.algorithms import check_param_names, create_searcher
+    from hpo_core.algorithms.plugin import _read_timeout, default_plugin_dir, find_plugin, list_plugins
+    from hpo_core.algorithms.schedulers import create_scheduler
 
     if spec.algorithm in BUILTIN_ALGORITHMS.values():
+        check_param_names(spec)
         searcher = create_searcher(spec)
         close = getattr(searcher, "close", None)
         if callable(close):
             close()
     elif find_plugin(spec.algorithm) is None:
+        builtin = sorted(set(BUILTIN_ALGORITHMS.values()))
+        plugins = sorted(info.name for info in list_plugins())
+        close = difflib.get_close_matches(spec.algorithm, builtin + plugins, n=1, cutoff=0.6)
+        guess = f"did you mean {close[0]!r}? " if close else ""
         raise SpecError("algoDef.algorithm", "is not a built-in algorithm or an installed plugin", spec.algorithm,
-                        f"use one of {sorted(set(BUILTIN_ALGORITHMS.values()))}, or install the plugin first")
+                        f"{guess}Built in: {', '.join(builtin)}. Installed plugins: {', '.join(plugins) or 'none'} "
+                        f"(in {default_plugin_dir().resolve()} and the openhpo.algorithms entry points); install "
+                        "the plugin first")
+    else:
+        _read_timeout(spec)
+    # The early-stopping rule applies to every algorithm, plugins included.
+    create_scheduler(spec)
 
 
 def stored_definition(spec: TaskSpec, body: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Callable
 
 from hpo_core.algorithms.base import Decision, Scheduler, Searcher, Suggestion, TrialView
@@ -17,7 +18,8 @@ from hpo_core.spec import TaskSpec
 
 __all__ = ["Decision", "Scheduler", "Searcher", "Suggestion", "TrialView", "RandomSearcher", "TPESearcher",
            "HyperoptTPESearcher", "BayesianSearcher", "HyperbandSearcher", "ASHASearcher", "BOHBSearcher",
-           "ExperimentGridSearcher", "BUILTIN_SEARCHERS", "create_searcher", "create_tpe"]
+           "ExperimentGridSearcher", "BUILTIN_SEARCHERS", "COMMON_PARAMS", "ALGORITHM_PARAMS",
+           "check_param_names", "create_searcher", "create_tpe"]
 
 def create_tpe(spec: TaskSpec) -> Searcher:
     """The TPE searcher that ``algoParams`` ``Engine`` names: ``parzen`` (the default) or ``hyperopt``.
@@ -44,6 +46,51 @@ BUILTIN_SEARCHERS: dict[str, Callable[[TaskSpec], Searcher]] = {
     "BOHB": BOHBSearcher,
     "ExperimentGridSearch": ExperimentGridSearcher,
 }
+
+
+#: ``algoParams`` names that every built-in algorithm accepts: the seed and the early-stopping rule.
+COMMON_PARAMS = frozenset({"RandomSeed", "EarlyStopping", "EarlyStoppingGrace", "EarlyStoppingMinTrials"})
+_RESOURCE_PARAMS = frozenset({"ResourceName", "ResourceValue", "eta"})
+#: ``algoParams`` names of each built-in algorithm, beyond :data:`COMMON_PARAMS`.
+ALGORITHM_PARAMS: dict[str, frozenset[str]] = {
+    "Random": frozenset(),
+    "Tpe": frozenset({"Engine", "WarmUp", "EICandidate", "GoodRatio", "GoodMax"}),
+    "Bayesian": frozenset({"InitPoints", "CubeSize", "Noiseless"}),
+    "Hyperband": _RESOURCE_PARAMS | {"Iterations"},
+    "ASHA": _RESOURCE_PARAMS,
+    "BOHB": _RESOURCE_PARAMS | {"Iterations", "RandomFraction", "TopNPercent", "NumSamples", "BandwidthFactor",
+                                "MinBandwidth", "MinPointsInModel"},
+    "ExperimentGridSearch": frozenset(),
+}
+
+
+def check_param_names(spec: TaskSpec) -> None:
+    """Reject an ``algoParams`` name that the task's built-in algorithm does not read.
+
+    A misspelt name would otherwise be ignored and its default used in silence. Names are case-sensitive, as in
+    WMLA. A plugin receives every name, so plugins are not checked here.
+
+    Raises:
+        SpecError: naming the first unknown parameter, with the closest known name when there is one.
+    """
+    extra = ALGORITHM_PARAMS.get(spec.algorithm)
+    if extra is None:
+        return
+    known = sorted(COMMON_PARAMS | extra)
+    for name, value in spec.algo_params.items():
+        if name in known:
+            continue
+        if name == "hyperbandEta":
+            fix = (f'hyperbandEta is a key of algoDef itself: write "hyperbandEta": {value} in algoDef, or '
+                   f'{{"name": "eta", "value": "{value}"}} in algoParams')
+        else:
+            same_case = [k for k in known if k.lower() == name.lower()]
+            close = same_case or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if close:
+                fix = f"did you mean {close[0]!r}? Names are case-sensitive"
+            else:
+                fix = f"remove it, or use one of {', '.join(known)}"
+        raise SpecError(f"algoDef.algoParams.{name}", f"is not a parameter of {spec.algorithm}", value, fix)
 
 
 def create_searcher(spec: TaskSpec, plugin_factory: Callable[[TaskSpec], Searcher] | None = None) -> Searcher:

@@ -111,6 +111,25 @@ def test_median_rule_stops_bad_trials(deployment):
     assert task_status(deployment.store, name)["best"]["values"] == {"x": 0.0}
 
 
+def test_invalid_early_stopping_in_stored_task_fails_it(deployment, monkeypatch):
+    # A task stored before the submit-time checks existed: the coordinator must fail it with the reason, not
+    # run it without early stopping.
+    import openhpo.submission
+
+    monkeypatch.setattr(openhpo.submission, "check_algorithm", lambda spec: None)
+    deployment.start_worker(concurrency=1)
+    deployment.start_coordinator()
+    body = script_body("ok.py", algorithm="Random", max_jobs=4, parallel=1)
+    body["algoDef"]["algoParams"] += [{"name": "EarlyStopping", "value": "medain"}]
+    name = deployment.submit(body, SCRIPTS)
+
+    assert deployment.wait_task(name, timeout=60) == "FAILED", deployment.logs()
+    reason = deployment.store.get_task(name).reason
+    assert "EarlyStopping" in reason
+    assert "medain" in reason
+    assert deployment.store.get_trials(name) == []
+
+
 def test_plugin_runs_and_bad_plugin_fails_task(deployment, tmp_path, monkeypatch):
     plugin_dir = tmp_path / "plugins"
     monkeypatch.setenv("OPENHPO_PLUGIN_DIR", str(plugin_dir))  # submit checks that the plugin is installed

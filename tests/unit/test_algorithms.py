@@ -435,3 +435,75 @@ def test_create_searcher_uses_plugin_factory():
 
     assert isinstance(searcher, RandomSearcher)
     assert searcher.spec is spec
+
+
+@pytest.mark.parametrize("algorithm, name, hint", [
+    ("Tpe", "EICandidates", "did you mean 'EICandidate'"),
+    ("Bayesian", "InitPoint", "did you mean 'InitPoints'"),
+    ("Random", "randomseed", "did you mean 'RandomSeed'"),
+    ("Tpe", "Foo", "remove it, or use one of"),
+])
+def test_unknown_algo_param_rejected_with_hint(algorithm, name, hint):
+    from hpo_core.algorithms import check_param_names
+
+    with pytest.raises(SpecError) as raised:
+        check_param_names(make_spec(MIXED, algorithm, **{name: "5"}))
+
+    assert raised.value.field == f"algoDef.algoParams.{name}"
+    assert f"is not a parameter of {algorithm}" in str(raised.value)
+    assert hint in str(raised.value)
+
+
+def test_hyperband_eta_in_algo_params_points_to_algodef():
+    from hpo_core.algorithms import check_param_names
+
+    spec = make_spec(MIXED, "Hyperband", ResourceName="epochs", ResourceValue="9", hyperbandEta="2")
+    with pytest.raises(SpecError) as raised:
+        check_param_names(spec)
+
+    assert raised.value.field == "algoDef.algoParams.hyperbandEta"
+    assert '"hyperbandEta": 2 in algoDef' in str(raised.value)
+
+
+@pytest.mark.parametrize("algorithm, params", [
+    ("Random", {"RandomSeed": "1", "EarlyStopping": "median", "EarlyStoppingGrace": "2"}),
+    ("Tpe", {"Engine": "hyperopt", "WarmUp": "5", "EICandidate": "24", "GoodRatio": "0.2", "GoodMax": "9"}),
+    ("Bayesian", {"InitPoints": "4", "CubeSize": "500", "Noiseless": "false"}),
+    ("BOHB", {"ResourceName": "epochs", "ResourceValue": "9", "eta": "3", "Iterations": "2",
+              "RandomFraction": "0.2", "TopNPercent": "20", "NumSamples": "16", "BandwidthFactor": "2",
+              "MinBandwidth": "0.01", "MinPointsInModel": "5"}),
+])
+def test_documented_algo_params_accepted(algorithm, params):
+    from hpo_core.algorithms import check_param_names
+
+    spec = make_spec(MIXED, algorithm, max_jobs=10, **params)
+    check_param_names(spec)
+    create_searcher(spec)
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"EarlyStopping": "medain"}, "algoDef.algoParams.EarlyStopping"),
+    ({"EarlyStoppingGrace": "2"}, "algoDef.algoParams.EarlyStoppingGrace"),
+    ({"EarlyStopping": "median", "EarlyStoppingGrace": "-1"}, "algoDef.algoParams.EarlyStoppingGrace"),
+    ({"Eta": "2"}, "algoDef.algoParams.Eta"),
+])
+def test_submit_check_rejects_bad_algo_params(params, field):
+    from openhpo.submission import check_algorithm
+
+    with pytest.raises(SpecError) as raised:
+        check_algorithm(make_spec(MIXED, "Random", **params))
+
+    assert raised.value.field == field
+
+
+def test_submit_check_unknown_algorithm_suggests_name(tmp_path, monkeypatch):
+    from openhpo.submission import check_algorithm
+
+    monkeypatch.setenv("OPENHPO_PLUGIN_DIR", str(tmp_path))
+    with pytest.raises(SpecError) as raised:
+        check_algorithm(make_spec(MIXED, "Hyperbnd"))
+
+    text = str(raised.value)
+    assert "did you mean 'Hyperband'" in text
+    assert "Installed plugins: none" in text
+    assert str(tmp_path.resolve()) in text
