@@ -34,6 +34,7 @@ class TrialView:
         loss: the objective, minimised (sign-flipped for ``maximize``); ``None`` unless the trial has a result.
         intermediate: losses reported while the trial ran, in order.
         meta: tags that the algorithm attached when it proposed the trial.
+        metrics: the trial's ``additionalMetrics`` values, in the user's direction (not sign-flipped).
     """
 
     id: int
@@ -42,6 +43,7 @@ class TrialView:
     loss: float | None = None
     intermediate: tuple[float, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pending(self) -> bool:
@@ -55,7 +57,8 @@ class TrialView:
             value = step.get(metric_name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
                 intermediate.append(objective.to_loss(float(value)))
-        return cls(trial.id, dict(trial.config), trial.state, loss, tuple(intermediate), dict(trial.meta))
+        return cls(trial.id, dict(trial.config), trial.state, loss, tuple(intermediate), dict(trial.meta),
+                   dict(trial.metrics))
 
 
 @dataclass

@@ -15,10 +15,13 @@ How openhpo drives a plugin (:class:`PluginSearcher`):
 * Whenever trial slots are free, openhpo calls ``search(number_samples, last_exp_results)``. The results are
   only the trials that ended since the previous call, each one::
 
-      {"id": 3, "hyperParams": {"lr": 0.01}, "metricVal": 0.42, "loss": 0.42, "state": "FINISHED", "metrics": {}}
+      {"id": 3, "hyperParams": {"lr": 0.01}, "metricVal": 0.42, "loss": 0.42, "state": "FINISHED",
+       "metrics": {"accuracy": 0.91}}
 
   ``metricVal`` is the objective in the user's direction and ``loss`` the same value sign-flipped so that lower
   is better. Both are ``None`` when the trial has no result (``FAILED``, or ``STOPPED`` before reporting).
+  ``metrics`` holds the values of the task's ``additionalMetrics`` that the trial reported, in the user's
+  direction, and is ``{}`` when the task has none.
   ``state`` is ``FINISHED``, ``FAILED`` or ``STOPPED``.
 * ``search`` returns a list of ``{name: value}`` dicts. Each is checked against the search space, and an
   invalid one fails the task with a :class:`PluginError` that names the plugin, the item and the value.
@@ -348,7 +351,7 @@ class PluginSearcher(Searcher):
         # Flipping the sign of a loss again gives back the metric in the user's direction.
         metric = None if view.loss is None else self.spec.objective.to_loss(view.loss)
         return {"id": view.id, "hyperParams": dict(view.config), "metricVal": metric, "loss": view.loss,
-                "state": view.state.value, "metrics": {}}
+                "state": view.state.value, "metrics": dict(view.metrics)}
 
     def _validate(self, proposed: Any, n: int) -> list[dict[str, Any]]:
         if not isinstance(proposed, list):

@@ -159,6 +159,54 @@ def test_plugin_runs_and_bad_plugin_fails_task(deployment, tmp_path, monkeypatch
     assert all(-2 <= t.config["x"] <= 2 and type(t.config["n"]) is int for t in trials)
 
 
+RECORDING_PLUGIN = """
+from plugins.core.base_plugin_opt import BasePluginOptimizer
+
+
+class PluginOptimizer(BasePluginOptimizer):
+    def __init__(self, name, hyper_parameters, **kwargs):
+        super().__init__(name, hyper_parameters, **kwargs)
+        self.calls = 0
+        self.seen = []
+
+    def search(self, number_samples, last_exp_results):
+        self.seen += last_exp_results
+        configs = [{"x": 0.1 * (self.calls + i), "n": 1, "opt": "sgd"} for i in range(number_samples)]
+        self.calls += number_samples
+        return configs
+
+    def get_state(self):
+        return {"calls": self.calls, "seen": self.seen}
+
+    def set_state(self, state):
+        self.calls = state["calls"]
+        self.seen = state["seen"]
+"""
+
+
+def test_plugin_results_carry_additional_metrics(deployment, tmp_path, monkeypatch):
+    plugin_dir = tmp_path / "plugins"
+    monkeypatch.setenv("OPENHPO_PLUGIN_DIR", str(plugin_dir))
+    source = tmp_path / "recording"
+    source.mkdir()
+    (source / "optimizer.py").write_text(RECORDING_PLUGIN)
+    install_plugin(source, "recording", plugin_dir)
+    deployment.start_worker(concurrency=1)
+    deployment.start_coordinator(OPENHPO_PLUGIN_DIR=str(plugin_dir))
+
+    body = script_body("ok.py", algorithm="recording", max_jobs=3, parallel=1,
+                       additionalMetrics={"accuracy": "maximize"})
+    name = deployment.submit(body, SCRIPTS)
+
+    assert deployment.wait_task(name, timeout=90) == "FINISHED", deployment.logs()
+    seen = deployment.store.get_task(name).algo_state["plugin_state"]["seen"]
+    # search() gets each trial once it has ended; the last trial may end after the last call.
+    assert {item["id"] for item in seen} >= {0, 1}
+    for item in seen:
+        assert item["state"] == "FINISHED"
+        assert item["metrics"] == {"accuracy": pytest.approx(1.0 / (1.0 + item["metricVal"]))}
+
+
 def test_max_run_time_ends_task_finished(deployment):
     deployment.start_worker(concurrency=2)
     deployment.start_coordinator()

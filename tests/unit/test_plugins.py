@@ -18,7 +18,7 @@ from hpo_core.algorithms.plugin import (IDLE_CALL_LIMIT, PluginInfo, PluginSearc
                                         default_plugin_dir, delete_plugin, find_plugin, install_plugin,
                                         list_plugins, load_plugin_factory)
 from hpo_core.errors import PluginError, SpecError
-from hpo_core.records import TrialState
+from hpo_core.records import Objective, Trial, TrialState
 from hpo_core.spec import TaskSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
@@ -154,6 +154,30 @@ def test_plugin_results_delivered_once(plugin_dir):
     assert seen[1]["state"] == "FAILED"
     assert seen[1]["metricVal"] is None
     assert seen[1]["loss"] is None
+
+
+def test_trial_view_copies_metrics():
+    trial = Trial(id=0, config={"lr": 0.01}, state=TrialState.FINISHED, metric=0.9,
+                  metrics={"loss": 0.3, "lr": 0.01})
+    view = TrialView.from_trial(trial, Objective.MAXIMIZE, "accuracy")
+    assert view.metrics == {"loss": 0.3, "lr": 0.01}
+    assert view.loss == -0.9
+
+
+def test_plugin_results_carry_metrics(plugin_dir):
+    searcher = searcher_for(plugin_dir, "good", GOOD)
+    trials: list[TrialView] = []
+    try:
+        start(trials, searcher.suggest(1, trials).configs)
+        trials[0] = dataclasses.replace(trials[0], state=TrialState.FINISHED, loss=-0.5,
+                                        metrics={"loss": 0.3, "lr": 0.001})
+        searcher.suggest(1, trials)
+        seen = plugin_state(searcher)["seen"]
+    finally:
+        searcher.close()
+    assert [item["id"] for item in seen] == [0]
+    assert seen[0]["metrics"] == {"loss": 0.3, "lr": 0.001}
+    assert seen[0]["metricVal"] == 0.5
 
 
 def test_plugin_state_round_trip(plugin_dir):
