@@ -381,7 +381,7 @@ class TrialRunner:
                  log_path: Path) -> Outcome:
         steps = metrics_mod.read_steps(result_path) or []
         if stop_reason is not None:
-            # A stopped trial counts with its last value when it reported one.
+            # A stopped trial counts with the best value it reported so far, as a finished one does.
             metric = None
             values = [s.get(spec.objective_metric) for s in steps]
             values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
