@@ -34,7 +34,9 @@ How openhpo drives a plugin (:class:`PluginSearcher`):
   loses what it learnt in memory when its process is replaced.
 
 Any failure of the plugin (an exception, an invalid reply, a crash, a call that runs past the timeout) raises
-:class:`PluginError` with the reason, and the next call starts a fresh process from the last good state.
+:class:`PluginError` with the reason, and the next call starts a fresh process from the last good state, which
+is logged as a WARNING. When the plugin's code raised, the reason names the file and line of the innermost frame
+in the plugin's own files, and the full traceback is logged at ERROR as ``plugin call failed``.
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ def check_plugin(info: PluginInfo, timeout: float = DEFAULT_TIMEOUT) -> None:
     Raises:
         PluginError: the import failed or timed out, or the class is missing.
     """
-    process = PluginProcess(f"plugin {info.name!r}", info.location if info.kind == "directory" else None)
+    process = PluginProcess(f"plugin {info.name!r}", info.location if info.kind == "directory" else None,
+                            log_name="the log of the process that installs the plugin")
     try:
         process.request({"op": "check", "source": info.source()}, "import", timeout)
     finally:
@@ -253,7 +256,7 @@ def _read_timeout(spec: TaskSpec) -> float:
         value = float("nan")
     if not value > 0 or value == float("inf"):
         raise SpecError("algoDef.algoParams.PluginTimeout", "must be a positive number of seconds", raw,
-                        'write e.g. "120"')
+                        f'write e.g. {{"name": "PluginTimeout", "value": "{DEFAULT_TIMEOUT:g}"}}, the default')
     return value
 
 
@@ -284,6 +287,7 @@ class PluginSearcher(Searcher):
         self._delivered: set[int] = set()
         self._plugin_state: Any = None
         self._idle_calls = 0
+        self._started = False  # whether a plugin process of this searcher has started before
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -302,10 +306,18 @@ class PluginSearcher(Searcher):
     def _ensure_started(self) -> None:
         if self._process.running:
             return
+        if self._started:
+            exit_code = self._process.exit_code
+            cause = f"exited with code {exit_code}" if exit_code is not None else "was stopped after a failed call"
+            log.warning("plugin process restarted", task=self.spec.name, plugin=self.info.name,
+                        cause=f"the previous process {cause}",
+                        state=("restored by set_state()" if self._plugin_state is not None
+                               else "none saved, so the plugin starts from scratch"))
         self._process.request({"op": "init", "source": self.info.source(), "name": self.info.name,
                                "hyper_parameters": self.hyper_parameters, "kwargs": self.plugin_kwargs,
                                "state": self._plugin_state},
                               "start-up", self.timeout)
+        self._started = True
 
     # --- search ---------------------------------------------------------------------------------------------------
 

@@ -82,11 +82,14 @@ class PluginProcess:
     Args:
         label: how error messages name the plugin, e.g. ``plugin 'cmaes'``.
         cwd: the working directory of the process (the plugin's directory), or ``None`` for ours.
+        log_name: the log that receives this process's log lines, named in error messages that point to the
+            full traceback there.
     """
 
-    def __init__(self, label: str, cwd: str | None = None):
+    def __init__(self, label: str, cwd: str | None = None, log_name: str = "the coordinator log"):
         self.label = label
         self.cwd = cwd
+        self.log_name = log_name
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._process: subprocess.Popen | None = None
         self._finalizer: weakref.finalize | None = None
@@ -96,6 +99,11 @@ class PluginProcess:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status of a host process that ended by itself; ``None`` while it runs or after :meth:`close`."""
+        return self._process.poll() if self._process is not None else None
 
     def start(self) -> None:
         """Start the host process; a running one is killed first."""
@@ -166,9 +174,14 @@ class PluginProcess:
             raise PluginError(f"{self.label}: invalid reply during {what}: {line[:200]!r}") from None
         if not reply.get("ok"):
             self.close()
-            trace = str(reply.get("traceback") or "").strip().splitlines()[-_TRACEBACK_LINES:]
-            detail = ("\n" + "\n".join(trace)) if trace else ""
-            raise PluginError(f"{self.label}: {reply.get('error')}{detail}")
+            error = reply.get("error")
+            full_trace = str(reply.get("traceback") or "").strip()
+            if not full_trace:
+                raise PluginError(f"{self.label}: {error}")
+            log.error("plugin call failed", plugin=self.label, call=what, error=error, exception=full_trace)
+            trace = full_trace.splitlines()[-_TRACEBACK_LINES:]
+            raise PluginError(f"{self.label}: {error} ({self.log_name} has the full traceback)\n"
+                              + "\n".join(trace))
         return reply
 
     def _tail_text(self) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -39,6 +40,35 @@ CLASS_NAME = "PluginOptimizer"
 
 class HostError(Exception):
     """A request that the host cannot carry out, with the reason to send back."""
+
+
+def plugin_frame(exc: BaseException, root: Path | None) -> str:
+    """Return ``FILE:LINE in FUNCTION()`` for the innermost traceback frame in a file under ``root``.
+
+    A ``SyntaxError`` of a plugin file has no frame in that file, so its own file and line are used. Returns
+    ``""`` when ``root`` is ``None`` or no frame lies under it.
+    """
+    if root is None:
+        return ""
+    root = root.resolve()
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve().is_relative_to(root):
+        return f"{exc.filename}:{exc.lineno}"
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if Path(frame.filename).resolve().is_relative_to(root):
+            return f"{frame.filename}:{frame.lineno} in {frame.name}()"
+    return ""
+
+
+def failure_text(what: str, exc: BaseException, root: Path | None) -> str:
+    """Describe a plugin's exception: what raised it, where in the plugin's files, and the fix."""
+    text = f"{what} raised {type(exc).__name__}: {exc}"
+    where = plugin_frame(exc, root)
+    if where:
+        text += f" at {where}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (f"{text}; install the package that provides module {exc.name!r} in the Python environment "
+                "where the openhpo coordinator runs (and the API server, which imports plugins to install them)")
+    return f"{text}; fix the plugin"
 
 
 def _json_default(value: Any) -> Any:
@@ -70,7 +100,7 @@ def load_class(source: dict[str, Any]) -> type:
         try:
             spec.loader.exec_module(module)
         except BaseException as exc:
-            raise HostError(f"importing {path} raised {type(exc).__name__}: {exc}") from exc
+            raise HostError(failure_text(f"importing {path}", exc, directory)) from exc
         where = str(path)
     elif source.get("kind") == "entry_point":
         name = source["name"]
@@ -81,17 +111,29 @@ def load_class(source: dict[str, Any]) -> type:
         try:
             module = entry_point.load()
         except BaseException as exc:
-            raise HostError(f"loading entry point {entry_point.value} raised {type(exc).__name__}: {exc}") from exc
+            # The plugin's files are unknown until its module is imported, so no frame is picked out here.
+            raise HostError(failure_text(f"loading entry point {entry_point.value}", exc, None)) from exc
         where = f"entry point {entry_point.value}"
     else:
         raise HostError(f"unknown plugin source {source!r}")
 
     cls = module if isinstance(module, type) else getattr(module, CLASS_NAME, None)
     if not isinstance(cls, type):
-        raise HostError(f"{where} defines no class {CLASS_NAME}")
+        raise HostError(f"{where} defines no class {CLASS_NAME}; define a class named {CLASS_NAME} that subclasses "
+                        f"plugins.core.base_plugin_opt.BasePluginOptimizer, or rename your optimizer class to "
+                        f"{CLASS_NAME}")
     if not callable(getattr(cls, "search", None)):
-        raise HostError(f"{CLASS_NAME} in {where} has no search() method")
+        raise HostError(f"{CLASS_NAME} in {where} has no search() method; define search(self, number_samples, "
+                        "last_exp_results) returning a list of {name: value} dicts")
     return cls
+
+
+def plugin_root(cls: type) -> Path | None:
+    """Return the directory of the file that defines ``cls``, whose frames count as the plugin's own code."""
+    try:
+        return Path(inspect.getfile(cls)).parent
+    except (TypeError, OSError):  # a class without a source file
+        return None
 
 
 class Host:
@@ -99,6 +141,8 @@ class Host:
 
     def __init__(self) -> None:
         self.optimizer: Any = None
+        #: Directory of the plugin's files, used to point error messages at the plugin's own frame.
+        self.root: Path | None = None
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -107,6 +151,7 @@ class Host:
             return {"ok": True}
         if op == "init":
             cls = load_class(request["source"])
+            self.root = plugin_root(cls)
             self.optimizer = self._call(f"{CLASS_NAME}.__init__()", cls, request["name"],
                                         request["hyper_parameters"], **request["kwargs"])
             if request.get("state") is not None:
@@ -121,12 +166,11 @@ class Host:
             return {"ok": True, "configs": configs, "state": state}
         raise HostError(f"unknown request {op!r}")
 
-    @staticmethod
-    def _call(what: str, function, *args, **kwargs) -> Any:
+    def _call(self, what: str, function, *args, **kwargs) -> Any:
         try:
             return function(*args, **kwargs)
         except BaseException as exc:  # SystemExit too: the plugin must not end the host silently
-            raise HostError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+            raise HostError(failure_text(what, exc, self.root)) from exc
 
 
 def _reply(out: TextIO, message: dict[str, Any]) -> None:

@@ -6,11 +6,14 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
+import signal
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from hpo_core.algorithms import create_searcher
 from hpo_core.algorithms.base import TrialView
@@ -203,6 +206,38 @@ def test_plugin_state_round_trip(plugin_dir):
         restored.close()
 
 
+def test_plugin_restart_logged(plugin_dir):
+    searcher = searcher_for(plugin_dir, "good", GOOD)
+    trials: list[TrialView] = []
+    try:
+        start(trials, searcher.suggest(1, trials).configs)
+        process = searcher._process._process
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        with capture_logs() as logs:
+            start(trials, searcher.suggest(1, trials).configs)
+    finally:
+        searcher.close()
+    assert plugin_state(searcher)["calls"] == 2  # set_state() gave the new process the count of the old one
+    restarts = [entry for entry in logs if entry["event"] == "plugin process restarted"]
+    assert len(restarts) == 1
+    assert restarts[0]["log_level"] == "warning"
+    assert restarts[0]["plugin"] == "good"
+    assert restarts[0]["task"] == searcher.spec.name
+    assert restarts[0]["cause"] == f"the previous process exited with code {-signal.SIGKILL}"
+    assert restarts[0]["state"] == "restored by set_state()"
+
+
+def test_plugin_first_start_not_logged(plugin_dir):
+    searcher = searcher_for(plugin_dir, "good", GOOD)
+    try:
+        with capture_logs() as logs:
+            searcher.suggest(1, [])
+    finally:
+        searcher.close()
+    assert [entry for entry in logs if entry["event"] == "plugin process restarted"] == []
+
+
 def test_plugin_state_version_checked(plugin_dir):
     searcher = searcher_for(plugin_dir, "good", GOOD)
     with pytest.raises(PluginError, match="version 99"):
@@ -232,12 +267,48 @@ RAISES = """
 
 def test_plugin_raise_is_plugin_error(plugin_dir):
     searcher = searcher_for(plugin_dir, "raises", RAISES)
-    with pytest.raises(PluginError) as info:
+    with capture_logs() as logs, pytest.raises(PluginError) as info:
         searcher.suggest(3, [])
     message = str(info.value)
-    assert "plugin 'raises'" in message
-    assert "search() raised ValueError: cannot propose three" in message
-    assert "optimizer.py" in message  # the traceback's last lines
+    first_line = message.splitlines()[0]
+    path = plugin_dir / "raises" / "optimizer.py"
+    line = path.read_text().splitlines().index('            raise ValueError("cannot propose three")') + 1
+    assert "plugin 'raises'" in first_line
+    assert "search() raised ValueError: cannot propose three" in first_line
+    assert f"at {path.resolve()}:{line} in search()" in first_line
+    assert "fix the plugin" in first_line
+    assert "the coordinator log has the full traceback" in first_line
+    assert "optimizer.py" in message.splitlines()[-3]  # the traceback's last lines follow
+    failures = [entry for entry in logs if entry["event"] == "plugin call failed"]
+    assert len(failures) == 1
+    assert failures[0]["log_level"] == "error"
+    assert failures[0]["call"] == "search()"
+    assert failures[0]["exception"].startswith("Traceback (most recent call last):")
+    assert "ValueError: cannot propose three" in failures[0]["exception"]
+
+
+def test_plugin_raise_names_plugin_frame(plugin_dir):
+    body = """
+        import json
+
+        from plugins.core.base_plugin_opt import BasePluginOptimizer
+
+        def parse(text):
+            return json.loads(text)
+
+        class PluginOptimizer(BasePluginOptimizer):
+            def search(self, number_samples, last_exp_results):
+                return parse("{not json")
+    """
+    searcher = searcher_for(plugin_dir, "bad_json", body)
+    with pytest.raises(PluginError) as info:
+        searcher.suggest(1, [])
+    first_line = str(info.value).splitlines()[0]
+    path = (plugin_dir / "bad_json" / "optimizer.py").resolve()
+    line = path.read_text().splitlines().index("    return json.loads(text)") + 1
+    # The json module's frames are deeper, but they are not the plugin's code.
+    assert f"raised JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1) " \
+           f"at {path}:{line} in parse()" in first_line
 
 
 def test_plugin_recovers_after_raise(plugin_dir):
@@ -348,14 +419,30 @@ def test_plugin_init_failure(plugin_dir):
 
 def test_plugin_import_failure(plugin_dir):
     searcher = searcher_for(plugin_dir, "broken", "def search(:\n")
-    with pytest.raises(PluginError, match="importing .*optimizer.py raised SyntaxError"):
+    with pytest.raises(PluginError, match="importing .*optimizer.py raised SyntaxError") as info:
         searcher.check()
+    path = (plugin_dir / "broken" / "optimizer.py").resolve()
+    assert f"at {path}:1; fix the plugin" in str(info.value)
+
+
+def test_plugin_missing_module_says_install(plugin_dir):
+    searcher = searcher_for(plugin_dir, "needs_module", "import math\nimport numpyy\n")
+    with pytest.raises(PluginError) as info:
+        searcher.check()
+    first_line = str(info.value).splitlines()[0]
+    path = (plugin_dir / "needs_module" / "optimizer.py").resolve()
+    assert f"raised ModuleNotFoundError: No module named 'numpyy' at {path}:2 in <module>()" in first_line
+    assert "install the package that provides module 'numpyy' in the Python environment where the openhpo " \
+           "coordinator runs" in first_line
+    assert "fix the plugin" not in first_line
 
 
 def test_plugin_missing_class(plugin_dir):
     searcher = searcher_for(plugin_dir, "no_class", "class Optimizer:\n    pass\n")
-    with pytest.raises(PluginError, match="defines no class PluginOptimizer"):
+    with pytest.raises(PluginError, match="defines no class PluginOptimizer") as info:
         searcher.suggest(1, [])
+    assert "define a class named PluginOptimizer that subclasses plugins.core.base_plugin_opt." \
+           "BasePluginOptimizer, or rename your optimizer class to PluginOptimizer" in str(info.value)
 
 
 def test_plugin_state_not_json(plugin_dir):
@@ -377,8 +464,9 @@ def test_plugin_state_not_json(plugin_dir):
 def test_plugin_timeout_param_rejected(plugin_dir):
     write_plugin(plugin_dir, "good", GOOD)
     for raw in ("0", "-1", "soon", "inf"):
-        with pytest.raises(SpecError, match="PluginTimeout"):
+        with pytest.raises(SpecError, match="PluginTimeout") as info:
             load_plugin_factory(plugin_dir)(make_spec("good", {"PluginTimeout": raw}))
+        assert 'write e.g. {"name": "PluginTimeout", "value": "60"}, the default' in str(info.value)
 
 
 # --- exhaustion and repeats ----------------------------------------------------------------------------------------
