@@ -499,8 +499,11 @@ class SearchSpace:
             try:
                 normalised[param.name] = param.decode(param.encode(value))
             except ValueError as exc:
-                raise SpecError(f"{where}.{param.name}", str(exc), value,
-                                "return values inside the parameter's range or list") from None
+                # The message of ``encode`` starts with the value, so it is not repeated as "(got ...)".
+                error = SpecError(f"{where}.{param.name}", str(exc),
+                                  fix="return values inside the parameter's range or list")
+                error.value = value
+                raise error from None
             if param.data_type is DataType.DOUBLE and param.grid_size is None:
                 normalised[param.name] = float(value)
         return normalised

@@ -54,6 +54,11 @@ def _algo_param_field(name: str) -> str:
     return f"algoDef.algoParams.{name}"
 
 
+def _algo_param_example(name: str, value: float) -> str:
+    """Return an ``algoParams`` entry that sets ``name`` to ``value``, as a request writes it."""
+    return f'{{"name": "{name}", "value": "{value:g}"}}'
+
+
 def read_number_param(params: Mapping[str, str], name: str, default: float | None) -> float | None:
     """Read a numeric ``algoParams`` value written as a string; ``default`` when it is absent.
 
@@ -63,12 +68,14 @@ def read_number_param(params: Mapping[str, str], name: str, default: float | Non
     raw = params.get(name)
     if raw is None or raw.strip() == "":
         return default
+    example = _algo_param_example(name, default if default is not None else 3)
     try:
         value = float(raw)
     except ValueError:
-        raise SpecError(_algo_param_field(name), "must be a number", raw, f'write e.g. "{name}": "3"') from None
+        raise SpecError(_algo_param_field(name), "must be a number", raw, f"write e.g. {example}") from None
     if not math.isfinite(value):
-        raise SpecError(_algo_param_field(name), "must be a finite number", raw, "give a finite number")
+        raise SpecError(_algo_param_field(name), "must be a finite number", raw,
+                        f"give a finite number, e.g. {example}")
     return value
 
 
@@ -81,12 +88,13 @@ def read_int_param(params: Mapping[str, str], name: str, default: int | None, mi
     value = read_number_param(params, name, None)
     if value is None:
         return default
+    example = _algo_param_example(name, max(default if default is not None else 3, minimum))
     if value != int(value):
         raise SpecError(_algo_param_field(name), "must be an integer", params[name],
-                        f"give a whole number >= {minimum}")
+                        f"give a whole number >= {minimum}, e.g. {example}")
     if value < minimum:
         raise SpecError(_algo_param_field(name), f"must be at least {minimum}", params[name],
-                        f"give a whole number >= {minimum}")
+                        f"give a whole number >= {minimum}, e.g. {example}")
     return int(value)
 
 

@@ -39,12 +39,13 @@ def _float_param(params: dict[str, str], name: str, default: float, check: Calla
     raw = params.get(name)
     if raw is None:
         return default
+    fix = f'use a value that is {rule}, e.g. {{"name": "{name}", "value": "{default:g}"}} (the default)'
     try:
         value = float(raw)
     except ValueError:
-        raise SpecError(f"algoDef.algoParams.{name}", "must be a number", raw, f"use a value {rule}") from None
+        raise SpecError(f"algoDef.algoParams.{name}", "must be a number", raw, fix) from None
     if not math.isfinite(value) or not check(value):
-        raise SpecError(f"algoDef.algoParams.{name}", f"must be {rule}", raw, f"use a value {rule}")
+        raise SpecError(f"algoDef.algoParams.{name}", f"must be {rule}", raw, fix)
     return value
 
 

@@ -244,6 +244,19 @@ def test_tpe_rejects_invalid_algo_param(name, value):
     assert_spec_error(caught.value, f"algoDef.algoParams.{name}", value)
 
 
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("WarmUp", "0", 'algoDef.algoParams.WarmUp: must be an integer >= 3 (got \'0\'). Fix: use a value that is an '
+                    'integer >= 3, e.g. {"name": "WarmUp", "value": "10"} (the default)'),
+    ("GoodRatio", "a quarter", 'algoDef.algoParams.GoodRatio: must be a number (got \'a quarter\'). Fix: use a '
+                               'value that is in (0, 1], e.g. {"name": "GoodRatio", "value": "0.15"} (the default)'),
+])
+def test_tpe_algo_param_error_text(name, value, message):
+    with pytest.raises(SpecError) as caught:
+        make_searcher("Tpe", MIXED, **{name: value})
+
+    assert str(caught.value) == message
+
+
 def test_tpe_accepts_algo_params_at_their_limits():
     searcher = make_searcher("Tpe", MIXED, WarmUp="3", EICandidate="2", GoodRatio="1", GoodMax="2")
 

@@ -188,6 +188,20 @@ def test_eta_default_three():
     assert HyperbandSearcher(make_spec()).resource.eta == 3
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"eta": "three"}, 'algoDef.algoParams.eta: must be a number (got \'three\'). Fix: write e.g. '
+                       '{"name": "eta", "value": "3"}'),
+    ({"Iterations": "0"}, 'algoDef.algoParams.Iterations: must be at least 1 (got \'0\'). Fix: give a whole number '
+                          '>= 1, e.g. {"name": "Iterations", "value": "1"}'),
+    ({"Iterations": "1.5"}, 'algoDef.algoParams.Iterations: must be an integer (got \'1.5\'). Fix: give a whole '
+                            'number >= 1, e.g. {"name": "Iterations", "value": "1"}'),
+])
+def test_number_param_error_shows_entry(params, message):
+    with pytest.raises(SpecError) as info:
+        HyperbandSearcher(make_spec(extra=params))
+    assert str(info.value) == message
+
+
 def test_iterations_rejects_zero():
     with pytest.raises(SpecError, match="Iterations"):
         HyperbandSearcher(make_spec(extra={"Iterations": "0"}))
