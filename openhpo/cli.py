@@ -33,20 +33,10 @@ def _print_results(status: dict[str, Any], as_json: bool, work_dir: Path | None 
         print(json.dumps(status, indent=2))
         return
     objective = status["algoDef"].get("objectiveMetric", "metric")
-    table = Table(title=f"{status['hpoName']}: {status['state']}")
-    table.add_column("trial", justify="right", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column(str(objective), justify="right", no_wrap=True)
-    table.add_column("time (s)", justify="right", no_wrap=True)
-    table.add_column("hyperparameters", overflow="fold")
-    for exp in status["experiments"]:
-        has_value = exp["state"] in ("FINISHED", "STOPPED") and exp["metricVal"] != 9999.99
-        metric = f"{exp['metricVal']:.6g}" if has_value else "-"
-        if exp["state"] == "RUNNING" and exp.get("latestMetricVal") is not None:
-            metric = f"{exp['latestMetricVal']:.6g} @{exp['steps']}"  # the latest entry of a running trial
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in exp["values"].items())
-        table.add_row(str(exp["id"]), exp["state"], metric, f"{exp.get('duration', 0):.1f}", params)
-    out.print(table)
+    if status["experiments"]:
+        out.print(_results_table(status, str(objective)))
+    else:
+        out.print(f"{status['hpoName']}: {status['state']}, no trial ran", soft_wrap=True)
 
     for exp in status["experiments"]:
         if exp["state"] == "FINISHED" or not exp.get("reason"):
@@ -63,8 +53,26 @@ def _print_results(status: dict[str, Any], as_json: bool, work_dir: Path | None 
     if best:
         out.print(f"best trial {best['id']}: {objective} = {best['metricVal']:.6g}", soft_wrap=True)
         out.print("best hyperparameters: " + json.dumps(best["values"]), soft_wrap=True)
-    else:
+    elif status["experiments"]:
         out.print("no trial produced a result")
+
+
+def _results_table(status: dict[str, Any], objective: str) -> Table:
+    """Build the table of the task's trials: state, objective value, duration and hyperparameters."""
+    table = Table(title=f"{status['hpoName']}: {status['state']}")
+    table.add_column("trial", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column(objective, justify="right", no_wrap=True)
+    table.add_column("time (s)", justify="right", no_wrap=True)
+    table.add_column("hyperparameters", overflow="fold")
+    for exp in status["experiments"]:
+        has_value = exp["state"] in ("FINISHED", "STOPPED") and exp["metricVal"] != 9999.99
+        metric = f"{exp['metricVal']:.6g}" if has_value else "-"
+        if exp["state"] == "RUNNING" and exp.get("latestMetricVal") is not None:
+            metric = f"{exp['latestMetricVal']:.6g} @{exp['steps']}"  # the latest entry of a running trial
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in exp["values"].items())
+        table.add_row(str(exp["id"]), exp["state"], metric, f"{exp.get('duration', 0):.1f}", params)
+    return table
 
 
 def watch(store, name: str, quiet: bool = False, poll: float = 0.5, check=None) -> dict[str, Any]:
