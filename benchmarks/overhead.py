@@ -54,9 +54,13 @@ def bare_process_seconds(runs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--cold", action="store_true", help="start a fresh interpreter per trial")
+    parser.add_argument("--trials", type=int, default=500,
+                        help="number of trivial trials to run, which is the task's maxJobNum (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="Celery worker processes, which is also the task's maxParalleJobNum "
+                             "(default: %(default)s)")
+    parser.add_argument("--cold", action="store_true",
+                        help="start a fresh interpreter per trial instead of forking the workers' warm one")
     args = parser.parse_args()
     os.environ["OPENHPO_WARM_IMPORTS"] = "" if args.cold else "torch"
     configure_logging("console", "WARNING")

@@ -54,7 +54,9 @@ def run(trials: int, warm_imports: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=20,
+                        help="trials to run in each of the two rounds, warm and cold, on one worker "
+                             "(default: %(default)s)")
     args = parser.parse_args()
     configure_logging("console", "WARNING")
     result = {"trials": args.trials,
