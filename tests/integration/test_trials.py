@@ -106,7 +106,8 @@ def test_parallel_trials_distinct_and_space_exhausted(deployment, algorithm):
     space = [{"name": "a", "type": "Discrete", "dataType": "INT", "discreteIntVal": [1, 2, 3]},
              {"name": "b", "type": "Discrete", "dataType": "STR", "discreateStrVal": ["u", "v"]}]
     body = script_body("ok.py", max_jobs=10, parallel=3, space=space, algorithm=algorithm)
-    body["algoDef"]["algoParams"].append({"name": "WarmUp", "value": "3"})
+    if algorithm == "Tpe":
+        body["algoDef"]["algoParams"].append({"name": "WarmUp", "value": "3"})
     name = deployment.submit(body, SCRIPTS)
 
     assert deployment.wait_task(name, timeout=90) == "FINISHED", deployment.logs()
