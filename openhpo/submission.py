@@ -54,7 +54,7 @@ def check_algorithm(spec: TaskSpec) -> None:
         SpecError: naming the algorithm or the ``algoParams`` entry.
     """
     from hpo_core.algorithms import check_param_names, create_searcher
-    from hpo_core.algorithms.plugin import _read_timeout, default_plugin_dir, find_plugin, list_plugins
+    from hpo_core.algorithms.plugin import default_plugin_dir, find_plugin, list_plugins, read_timeout
     from hpo_core.algorithms.schedulers import create_scheduler
 
     if spec.algorithm in BUILTIN_ALGORITHMS.values():
@@ -73,7 +73,7 @@ def check_algorithm(spec: TaskSpec) -> None:
                         f"(in {default_plugin_dir().resolve()} and the openhpo.algorithms entry points); install "
                         "the plugin first")
     else:
-        _read_timeout(spec)
+        read_timeout(spec)
     # The early-stopping rule applies to every algorithm, plugins included.
     create_scheduler(spec)
 

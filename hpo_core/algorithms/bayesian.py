@@ -252,8 +252,8 @@ def warp_losses(losses: Sequence[float]) -> list[float]:
     and models the region that matters as flat. Scaling by the median and the interquartile range, not the mean and the
     standard deviation, keeps the bulk of the losses spread out however far the outliers lie, and the fitted
     transform then compresses the outliers. The transform is monotone, so the order of the losses, the incumbent
-    and the meaning of Expected Improvement over it are kept; on losses that are already near normal its fitted
-    exponent is close to 1 and it changes little.
+    and the meaning of Expected Improvement over it are kept. On losses that are already near normal its fitted
+    exponent is close to 1, so it changes little.
     """
     from scipy import stats
 

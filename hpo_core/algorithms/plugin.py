@@ -246,7 +246,12 @@ def load_plugin_factory(plugin_dir: str | os.PathLike | None = None) -> Callable
     return create
 
 
-def _read_timeout(spec: TaskSpec) -> float:
+def read_timeout(spec: TaskSpec) -> float:
+    """Return the plugin call timeout in seconds from ``algoParams`` ``PluginTimeout``, or the default.
+
+    Raises:
+        SpecError: the value is not a positive, finite number.
+    """
     raw = spec.algo_params.get("PluginTimeout")
     if raw is None:
         return DEFAULT_TIMEOUT
@@ -278,7 +283,7 @@ class PluginSearcher(Searcher):
         super().__init__(spec)
         self.name = info.name
         self.info = info
-        self.timeout = timeout if timeout is not None else _read_timeout(spec)
+        self.timeout = timeout if timeout is not None else read_timeout(spec)
         raw_params = spec.raw.get("hyperParams") if isinstance(spec.raw, dict) else None
         self.hyper_parameters = raw_params if isinstance(raw_params, list) else self.space.to_wmla()
         self.plugin_kwargs = {k: v for k, v in spec.algo_params.items() if k not in RESERVED_PARAMS}
