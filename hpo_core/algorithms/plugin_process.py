@@ -76,6 +76,10 @@ def _kill(process: subprocess.Popen) -> None:
             stream.close()
 
 
+#: Where a plugin host's log lines end up when the coordinator runs it, as error messages name it.
+COORDINATOR_LOG = "the coordinator's log (the terminal, under openhpo run)"
+
+
 class PluginProcess:
     """One host process for one plugin, started on the first request and replaced after any failure.
 
@@ -86,7 +90,7 @@ class PluginProcess:
             full traceback there.
     """
 
-    def __init__(self, label: str, cwd: str | None = None, log_name: str = "the coordinator log"):
+    def __init__(self, label: str, cwd: str | None = None, log_name: str = COORDINATOR_LOG):
         self.label = label
         self.cwd = cwd
         self.log_name = log_name
@@ -180,7 +184,7 @@ class PluginProcess:
                 raise PluginError(f"{self.label}: {error}")
             log.error("plugin call failed", plugin=self.label, call=what, error=error, exception=full_trace)
             trace = full_trace.splitlines()[-_TRACEBACK_LINES:]
-            raise PluginError(f"{self.label}: {error} ({self.log_name} has the full traceback)\n"
+            raise PluginError(f"{self.label}: {error}. The full traceback is in {self.log_name}.\n"
                               + "\n".join(trace))
         return reply
 

@@ -68,7 +68,7 @@ def failure_text(what: str, exc: BaseException, root: Path | None) -> str:
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         return (f"{text}; install the package that provides module {exc.name!r} in the Python environment "
                 "where the openhpo coordinator runs (and the API server, which imports plugins to install them)")
-    return f"{text}; fix the plugin"
+    return f"{text}; fix the exception raised there"
 
 
 def _json_default(value: Any) -> Any:

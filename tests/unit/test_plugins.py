@@ -276,8 +276,8 @@ def test_plugin_raise_is_plugin_error(plugin_dir):
     assert "plugin 'raises'" in first_line
     assert "search() raised ValueError: cannot propose three" in first_line
     assert f"at {path.resolve()}:{line} in search()" in first_line
-    assert "fix the plugin" in first_line
-    assert "the coordinator log has the full traceback" in first_line
+    assert "fix the exception raised there" in first_line
+    assert "The full traceback is in the coordinator's log (the terminal, under openhpo run)." in first_line
     assert "optimizer.py" in message.splitlines()[-3]  # the traceback's last lines follow
     failures = [entry for entry in logs if entry["event"] == "plugin call failed"]
     assert len(failures) == 1
@@ -422,7 +422,7 @@ def test_plugin_import_failure(plugin_dir):
     with pytest.raises(PluginError, match="importing .*optimizer.py raised SyntaxError") as info:
         searcher.check()
     path = (plugin_dir / "broken" / "optimizer.py").resolve()
-    assert f"at {path}:1; fix the plugin" in str(info.value)
+    assert f"at {path}:1; fix the exception raised there" in str(info.value)
 
 
 def test_plugin_missing_module_says_install(plugin_dir):
@@ -434,7 +434,7 @@ def test_plugin_missing_module_says_install(plugin_dir):
     assert f"raised ModuleNotFoundError: No module named 'numpyy' at {path}:2 in <module>()" in first_line
     assert "install the package that provides module 'numpyy' in the Python environment where the openhpo " \
            "coordinator runs" in first_line
-    assert "fix the plugin" not in first_line
+    assert "fix the exception raised there" not in first_line
 
 
 def test_plugin_missing_class(plugin_dir):
