@@ -174,7 +174,8 @@ class BOHBSearcher(HyperbandSearcher):
 
     def suggest(self, n: int, trials: Sequence[TrialView]) -> Suggestion:
         # All new configurations of one call are drawn from the same trials, so each bracket's model is fitted at
-        # most once per call. The memo is cleared afterwards, so nothing outlives the call.
+        # most once per call. The ``finally`` below empties the dictionary of bracket models again, so no model
+        # outlives the call.
         self._bracket_models = {}
         try:
             return super().suggest(n, trials)

@@ -76,7 +76,7 @@ def _kill(process: subprocess.Popen) -> None:
             stream.close()
 
 
-#: Where a plugin host's log lines end up when the coordinator runs it, as error messages name it.
+#: Name of the log that receives a plugin host's lines when the coordinator runs it, as error messages give it.
 COORDINATOR_LOG = "the coordinator's log (the terminal, under openhpo run)"
 
 
