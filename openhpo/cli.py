@@ -142,16 +142,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = args.workers or default_worker_count()
     cluster = LocalCluster(workers=workers, work_dir=Path(args.work_dir), key_prefix=args.prefix,
                            log_level=args.log_level)
-    interrupted = threading.Event()
-    name = None
+    # Ctrl-C (SIGINT) and SIGTERM (kill, timeout, a CI cancel) both stop the task and shut the cluster down, so
+    # no embedded Redis or worker outlives this command. The exit status is 128 + the signal's number.
+    received: list[int] = []
 
-    def on_interrupt(_signum, _frame):
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-        interrupted.set()
+    def on_signal(signum, _frame):
+        received.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with cluster:
             console.print(f"local cluster: Redis {cluster.redis_url}, {workers} worker processes "
@@ -163,7 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 console.print(f"error: {exc}")
                 return 1
             except KeyboardInterrupt:
-                console.print("interrupted: stopping the task and shutting down")
+                signum = received[0] if received else signal.SIGINT
+                console.print(f"interrupted ({signal.Signals(signum).name}): stopping the task and shutting down")
                 cluster.store.request_stop(name, force=True)
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline:
@@ -174,11 +174,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                         break
                     time.sleep(0.2)
                 _print_results(status, args.json, cluster.work_dir)
-                return 130
+                return 128 + signum
             _print_results(status, args.json, cluster.work_dir)
             return 0 if status["state"] == "FINISHED" else 1
+    except KeyboardInterrupt:
+        # A signal while the cluster started or shut down: the cluster has closed itself on the way out.
+        signum = received[0] if received else signal.SIGINT
+        return 128 + signum
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
@@ -243,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a search on this machine (embedded Redis and local workers) or on "
                          "--broker", description="Run a whole search locally and print the best hyperparameters.",
                          epilog="exit status: 0 the task FINISHED, 1 it FAILED or a service died, 2 the task "
-                         "definition or an option is invalid, 130 interrupted with Ctrl-C (the task is STOPPED)")
+                         "definition or an option is invalid, 130 interrupted with Ctrl-C, 143 ended by SIGTERM "
+                         "(the task is STOPPED in both cases)")
     run.add_argument("spec", help="JSON task definition (WMLA body: modelSpec, algoDef, hyperParams)")
     run.add_argument("--code", help="directory holding the training script (default: the spec file's directory)")
     run.add_argument("--workers", type=int, default=None,

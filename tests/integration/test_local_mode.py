@@ -53,18 +53,19 @@ def test_run_table_output(tmp_path):
     assert "maxJobNum reached" in stdout
 
 
-def test_run_ctrl_c_stops_everything(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_run_interrupted_stops_everything(tmp_path, signum):
     marker = f"marker-{uuid.uuid4().hex}"
     process = _run_cli(tmp_path, script_body("sleep.py", "--seconds", "60", max_jobs=4, parallel=2),
                        marker=marker)
     work = str(tmp_path / "work")
     wait_for(lambda: len([p for p in live_processes(work) if p != process.pid]) >= 4, 60,
              what="training processes running")
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
 
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr
+    assert process.returncode == 128 + signum, stderr
+    assert f"interrupted ({signal.Signals(signum).name})" in stderr
     assert "STOPPED" in stdout
     wait_for(lambda: live_processes(marker) == [], 15, what="every process of the run to end")
 
