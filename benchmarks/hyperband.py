@@ -518,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the JSON output (default benchmarks/out)")
     parser.add_argument("--name", default="hyperband", help="file name stem of the output")
     args = parser.parse_args(argv)
+    program_started = time.perf_counter()
     if not 0 < args.target_quantile < 1:
         parser.error(f"--target-quantile must be in (0, 1), got {args.target_quantile}")
 
@@ -560,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": runs}
     (args.out / f"{args.name}.json").write_text(json.dumps(document, indent=1))
     print(markdown_table(rows))
-    print(f"\n{len(jobs)} runs in {elapsed / 60:.1f} min on {os.cpu_count()} CPUs", file=sys.stderr)
+    setup = started - program_started
+    print(f"\n{len(jobs)} runs in {elapsed / 60:.1f} min, {args.jobs} at a time on a machine with {os.cpu_count()} "
+          f"CPUs, after {setup:.0f} s spent finding the optimum and the target", file=sys.stderr)
     return 0
 
 

@@ -417,7 +417,13 @@ def _fmt(value: float) -> str:
 
 
 def plot(runs: list[dict[str, Any]], functions: list[str], path: Path) -> None:
-    import matplotlib
+    """Draw the median curve of each method per function into ``path``; skip it, saying why, without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"plot {path} not drawn: matplotlib is not installed. Install the bench extra with "
+              "`.venv/bin/pip install -e '.[bench]'`", file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -524,10 +530,10 @@ def replot(sources: list[Path], out: Path, name: str, budgets: list[int], compar
     document = {"command": " ".join(["python", "benchmarks/search_quality.py"] + sys.argv[1:]),
                 "sources": [source.name for source in sources], "summary": summary, "runs": runs}
     (out / f"{name}.json").write_text(json.dumps(document, separators=(",", ":")))
-    plot(runs, functions, out / f"{name}.png")
     print(markdown_table(summary, functions, budgets))
     if compare:
         print("\n" + paired_table(runs, compare[0], compare[1], functions, budgets))
+    plot(runs, functions, out / f"{name}.png")
     return 0
 
 
@@ -583,11 +589,12 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": machine, "elapsed_seconds": elapsed, "budget": args.budget,
                 "summary": summary, "runs": runs}
     (args.out / f"{args.name}.json").write_text(json.dumps(document, separators=(",", ":")))
-    plot(runs, args.functions, args.out / f"{args.name}.png")
     print(markdown_table(summary, args.functions, args.report))
     if args.compare:
         print("\n" + paired_table(runs, args.compare[0], args.compare[1], args.functions, args.report))
-    print(f"\n{len(tasks)} runs in {elapsed / 60:.1f} min on {machine['cpus']} CPUs", file=sys.stderr)
+    plot(runs, args.functions, args.out / f"{args.name}.png")
+    print(f"\n{len(tasks)} runs in {elapsed / 60:.1f} min, {args.jobs} at a time on a machine with "
+          f"{machine['cpus']} CPUs", file=sys.stderr)
     return 0
 
 
