@@ -65,6 +65,11 @@ def trial_width(spec: TaskSpec, trial: Trial) -> tuple[int, int]:
     return min(min_workers, max_workers), max_workers
 
 
+#: Why a task ended when its searcher has nothing left to propose, where "search space exhausted" would mislead.
+_EXHAUSTED_REASONS = {"Hyperband": "every bracket ran", "BOHB": "every bracket ran",
+                      "ExperimentGridSearch": "every experiment ran"}
+
+
 class Coordinator:
     """Drives tasks stored in ``store``, sending trial tasks through ``celery_app``.
 
@@ -191,7 +196,7 @@ class Coordinator:
             if out_of_time:
                 why = "maxRunTime reached"
             elif exhausted:
-                why = "search space exhausted"
+                why = _EXHAUSTED_REASONS.get(spec.algorithm, "search space exhausted")
             else:
                 why = "maxJobNum reached"
             self._end(name, TaskState.FINISHED, bound, why)

@@ -501,7 +501,7 @@ class SearchSpace:
             except ValueError as exc:
                 # The message of ``encode`` starts with the value, so it is not repeated as "(got ...)".
                 error = SpecError(f"{where}.{param.name}", str(exc),
-                                  fix="return values inside the parameter's range or list")
+                                  fix="return values inside the parameter's range, on its step grid, or from its list")
                 error.value = value
                 raise error from None
             if param.data_type is DataType.DOUBLE and param.grid_size is None:

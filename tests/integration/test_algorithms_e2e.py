@@ -66,7 +66,7 @@ def test_hyperband_promotes_best_with_integer_resource(deployment):
 
     assert deployment.wait_task(name, timeout=120) == "FINISHED", deployment.logs()
     _check_hyperband_run(deployment, name)
-    assert deployment.store.get_task(name).reason == "search space exhausted"
+    assert deployment.store.get_task(name).reason == "every bracket ran"
 
 
 def test_hyperband_survives_coordinator_restart(deployment):
@@ -96,6 +96,7 @@ def test_median_rule_stops_bad_trials(deployment):
     name = deployment.submit(body, SCRIPTS)
 
     assert deployment.wait_task(name, timeout=120) == "FINISHED", deployment.logs()
+    assert deployment.store.get_task(name).reason == "every experiment ran"
     trials = {t.config["x"]: t for t in deployment.store.get_trials(name)}
     for x in (4.0, 5.0):
         assert trials[x].state is TrialState.STOPPED
