@@ -65,7 +65,7 @@ def trial_width(spec: TaskSpec, trial: Trial) -> tuple[int, int]:
     return min(min_workers, max_workers), max_workers
 
 
-#: Why a task ended when its searcher has nothing left to propose, where "search space exhausted" would mislead.
+#: The end reason of a task whose searcher has nothing left to propose, where "search space exhausted" misleads.
 _EXHAUSTED_REASONS = {"Hyperband": "every bracket ran", "BOHB": "every bracket ran",
                       "ExperimentGridSearch": "every experiment ran"}
 
