@@ -561,9 +561,9 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": runs}
     (args.out / f"{args.name}.json").write_text(json.dumps(document, indent=1))
     print(markdown_table(rows))
-    setup = started - program_started
+    setup_seconds = started - program_started
     print(f"\n{len(jobs)} runs in {elapsed / 60:.1f} min, {args.jobs} at a time on a machine with {os.cpu_count()} "
-          f"CPUs, after {setup:.0f} s spent finding the optimum and the target", file=sys.stderr)
+          f"CPUs, after {setup_seconds:.0f} s spent finding the optimum and the target", file=sys.stderr)
     return 0
 
 

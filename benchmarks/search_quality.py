@@ -417,7 +417,7 @@ def _fmt(value: float) -> str:
 
 
 def plot(runs: list[dict[str, Any]], functions: list[str], path: Path) -> None:
-    """Draw the median curve of each method per function into ``path``; skip it, saying why, without matplotlib."""
+    """Draw the median curve of each method per function into ``path``. Without matplotlib, say so and skip it."""
     try:
         import matplotlib
     except ImportError:
